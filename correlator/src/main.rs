@@ -1,0 +1,23 @@
+//! `activity-audit-correlator`: the correlator stage.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Activity Audit correlator stage")]
+struct Args {
+    /// TOML config file; `AA_CORRELATOR__…` variables override it.
+    #[arg(long, env = "AA_CORRELATOR_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    pipeline::telemetry::init();
+    let args = Args::parse();
+    let cfg: correlator::CorrelatorConfig = pipeline::config::load(args.config.as_deref(), "AA_CORRELATOR")?;
+    let shutdown = pipeline::shutdown::on_signals();
+    let ready = pipeline::ops::Readiness::default();
+    pipeline::ops::serve(cfg.ops.listen, ready.clone(), shutdown.clone()).await?;
+    correlator::run(cfg, ready, shutdown).await
+}

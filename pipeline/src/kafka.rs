@@ -1,0 +1,286 @@
+//! Kafka clients with the delivery guarantees every stage relies on.
+//!
+//! Producer: `acks=all`, idempotent, so an acknowledged message is on every in-sync replica
+//! and a librdkafka retry never duplicates it. Consumer: a classic consumer group with
+//! `enable.auto.offset.store=false`: librdkafka commits (every second, on rebalance and on
+//! close) only offsets we stored, and we store an offset only after the next stage
+//! acknowledged the message ([`Acks`] keeps that in order per partition).
+
+use crate::config::KafkaConfig;
+use crate::metrics::CONSUMER_LAG;
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A record to produce: topic, key, payload and headers.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Why producing failed; all of these are retryable by the caller (ingest answers 503).
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("kafka producer queue is full")]
+    QueueFull,
+    #[error("kafka did not acknowledge: {0}")]
+    NotAcknowledged(KafkaError),
+    #[error("kafka delivery was cancelled (producer shutting down)")]
+    Cancelled,
+}
+
+/// Idempotent `acks=all` producer.
+#[derive(Clone)]
+pub struct Bus {
+    producer: FutureProducer,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("timeout", &self.timeout).finish()
+    }
+}
+
+fn base_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in &cfg.options {
+        c.set(k, v);
+    }
+    c
+}
+
+impl Bus {
+    pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
+        let mut c = base_config(cfg);
+        c.set("client.id", client_id)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
+            .set("queue.buffering.max.kbytes", "262144")
+            .set("message.max.bytes", "1048576");
+        for (k, v) in &cfg.options {
+            c.set(k, v);
+        }
+        Ok(Bus {
+            producer: c.create()?,
+            timeout: Duration::from_millis(cfg.produce_timeout_ms),
+        })
+    }
+
+    /// Enqueues all records, then waits until the broker acknowledged every one of them.
+    /// On error some records may have been written: callers rely on deterministic event ids,
+    /// so a retry is deduplicated downstream.
+    pub async fn send_all(&self, records: &[Outgoing]) -> Result<(), ProduceError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
+            headers = headers.insert(Header {
+                key: "content-type",
+                value: Some(schemas::batch::CONTENT_TYPE),
+            });
+            for (k, v) in &r.headers {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(v.as_str()),
+                });
+            }
+            let mut record = FutureRecord::to(&r.topic)
+                .key(&r.key)
+                .payload(&r.payload)
+                .headers(headers);
+            let deadline = tokio::time::Instant::now() + self.timeout;
+            let fut = loop {
+                match self.producer.send_result(record) {
+                    Ok(f) => break f,
+                    Err((KafkaError::MessageProduction(code), rec))
+                        if code == rdkafka::types::RDKafkaErrorCode::QueueFull =>
+                    {
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(ProduceError::QueueFull);
+                        }
+                        record = rec;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, _)) => return Err(ProduceError::NotAcknowledged(e)),
+                }
+            };
+            pending.push(fut);
+        }
+        for f in pending {
+            match f.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(ProduceError::NotAcknowledged(e)),
+                Err(_) => return Err(ProduceError::Cancelled),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for queued messages to be delivered (shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        let _ = self.producer.flush(timeout);
+    }
+
+    /// Asks the broker for metadata: used by readiness checks.
+    pub fn ping(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer
+            .client()
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+    }
+
+    pub fn raw(&self) -> &FutureProducer {
+        &self.producer
+    }
+}
+
+/// Consumer context: logs rebalances and exports consumer lag from librdkafka statistics.
+#[derive(Debug, Clone)]
+pub struct StageContext {
+    pub stage: &'static str,
+}
+
+impl ClientContext for StageContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    CONSUMER_LAG
+                        .with_label_values(&[self.stage, topic, &partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
+        match r {
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions revoked")
+            }
+            Rebalance::Assign(tpl) => {
+                tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions assigned")
+            }
+            Rebalance::Error(e) => tracing::warn!(stage = self.stage, error = %e, "rebalance error"),
+        }
+    }
+}
+
+pub type StageConsumer = StreamConsumer<StageContext>;
+
+/// A consumer-group member reading `topics` from the earliest uncommitted offset.
+pub fn consumer(
+    cfg: &KafkaConfig,
+    stage: &'static str,
+    group: &str,
+    topics: &[&str],
+) -> Result<StageConsumer, KafkaError> {
+    let mut c = base_config(cfg);
+    c.set("group.id", group)
+        .set("client.id", format!("activity-audit-{stage}"))
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "10000")
+        .set("statistics.interval.ms", "5000");
+    for (k, v) in &cfg.options {
+        c.set(k, v);
+    }
+    let consumer: StageConsumer = c.create_with_context(StageContext { stage })?;
+    consumer.subscribe(topics)?;
+    Ok(consumer)
+}
+
+/// Offsets that are safe to commit: the next offset after the last message, per partition,
+/// whose output the next stage acknowledged. Callers must record acknowledgements in
+/// consumption order (stages complete their work in order).
+#[derive(Debug, Default)]
+pub struct Acks {
+    next: BTreeMap<(String, i32), i64>,
+}
+
+impl Acks {
+    pub fn ack(&mut self, topic: &str, partition: i32, offset: i64) {
+        let e = self
+            .next
+            .entry((topic.to_string(), partition))
+            .or_insert(offset + 1);
+        *e = (*e).max(offset + 1);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.next.is_empty()
+    }
+
+    /// Stores the acknowledged offsets in the consumer (committed by librdkafka within a
+    /// second, on rebalance and on close) and forgets them.
+    pub fn store(&mut self, consumer: &StageConsumer) {
+        if self.next.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.next {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        if let Err(e) = consumer.store_offsets(&tpl) {
+            // A partition revoked meanwhile: its new owner re-reads from the last commit, and
+            // deterministic ids make that replay invisible.
+            tracing::debug!(error = %e, "could not store offsets (partition revoked?)");
+        }
+        self.next.clear();
+    }
+}
+
+/// Commits stored offsets synchronously (shutdown).
+pub fn commit_now(consumer: &StageConsumer) {
+    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+        tracing::debug!(error = %e, "final commit");
+    }
+}
+
+/// Creates topics that do not exist yet (idempotent). Production installs create topics with
+/// their own replication settings; this serves the local stack and tests.
+pub async fn ensure_topics(
+    cfg: &KafkaConfig,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = base_config(cfg).create()?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
+                    tracing::error!(topic = t, ?code, "creating topic failed")
+                });
+            }
+        }
+    }
+    Ok(())
+}

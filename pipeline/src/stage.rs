@@ -1,0 +1,201 @@
+//! The loop of a Kafka-to-Kafka stage (enricher, correlator): consume an event batch, decode,
+//! transform, re-key by [`schemas::topics::partition_key`], produce, and store the input offset
+//! only once every output (and every dead letter) was acknowledged.
+//!
+//! Several input messages are in flight at once; their acknowledgements are awaited in
+//! consumption order, so a stored offset never passes a message whose output is not durable.
+//! A produce that fails is retried with backoff until it succeeds or the stage shuts down (the
+//! message is then re-read from the last commit, and deterministic ids hide the replay).
+
+use crate::deadletter::{DeadLetters, Origin};
+use crate::kafka::{Acks, Bus, Outgoing, StageConsumer, commit_now};
+use crate::metrics::{BATCH_SIZE, EVENTS_IN, EVENTS_OUT};
+use crate::shutdown::Shutdown;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use rdkafka::Message;
+use schemas::ActivityEvent;
+use schemas::batch;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// What a stage does to events. Called on one input message's events at a time, in order.
+pub trait Transform: Send + 'static {
+    fn apply(&mut self, events: Vec<ActivityEvent>) -> Vec<ActivityEvent>;
+}
+
+/// The identity transform (used until a stage has real work, and as a benchmark baseline).
+#[derive(Debug, Default)]
+pub struct PassThrough;
+
+impl Transform for PassThrough {
+    fn apply(&mut self, events: Vec<ActivityEvent>) -> Vec<ActivityEvent> {
+        events
+    }
+}
+
+/// Names and limits of one stage.
+#[derive(Debug, Clone)]
+pub struct StageSpec {
+    pub stage: &'static str,
+    pub output_topic: String,
+    /// Input messages whose outputs may be awaiting acknowledgement at once.
+    pub max_in_flight: usize,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Option<(String, i32, i64)>> + Send>>;
+
+/// Groups events by partition key and encodes them as batch messages for `topic`.
+pub fn encode_by_key(events: &[ActivityEvent], topic: &str) -> Vec<Outgoing> {
+    let mut groups: BTreeMap<String, Vec<&ActivityEvent>> = BTreeMap::new();
+    for e in events {
+        groups
+            .entry(schemas::topics::partition_key(e))
+            .or_default()
+            .push(e);
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (key, evs) in groups {
+        for payload in batch::encode(evs, batch::MAX_MESSAGE_BYTES) {
+            out.push(Outgoing {
+                topic: topic.to_string(),
+                key: key.clone(),
+                payload,
+                headers: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// Decodes a batch message into valid events and the reasons of the lines that are not.
+pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
+    let mut events = Vec::new();
+    let mut bad = Vec::new();
+    for item in batch::decode(payload) {
+        match item {
+            Ok(e) => match e.validate() {
+                Ok(()) => events.push(e),
+                Err(v) => bad.push(format!("event {}: {v}", e.id)),
+            },
+            Err(b) => bad.push(b.to_string()),
+        }
+    }
+    (events, bad)
+}
+
+/// Runs the stage until `shutdown`, then drains what is in flight and commits.
+pub async fn run<T: Transform>(
+    consumer: StageConsumer,
+    bus: Bus,
+    dlq: DeadLetters,
+    spec: StageSpec,
+    mut transform: T,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    let mut acks = Acks::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let stage = spec.stage;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => match done {
+                Some((topic, partition, offset)) => acks.ack(&topic, partition, offset),
+                None => break,
+            },
+            _ = tick.tick() => acks.store(&consumer),
+            msg = consumer.recv(), if in_flight.len() < spec.max_in_flight => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(stage, error = %e, "kafka consume error");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                };
+                let origin = Origin {
+                    topic: msg.topic().to_string(),
+                    partition: msg.partition(),
+                    offset: msg.offset(),
+                    tenant: String::new(),
+                };
+                let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                let payload = msg.payload().unwrap_or_default();
+                let span = tracing::debug_span!("message", stage, topic = %origin.topic, partition = origin.partition, offset = origin.offset);
+                let _g = span.enter();
+                let (events, bad) = decode_valid(payload);
+                let mut records = Vec::new();
+                if !bad.is_empty() {
+                    tracing::warn!(stage, bad = bad.len(), "dead-lettering undecodable events");
+                    records.push(dlq.record(payload.to_vec(), key, "undecodable", &bad.join("; "), &origin));
+                }
+                EVENTS_IN.with_label_values(&[stage]).inc_by(events.len() as u64);
+                let out = transform.apply(events);
+                BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
+                let n_out = out.len() as u64;
+                records.extend(encode_by_key(&out, &spec.output_topic));
+                let bus = bus.clone();
+                let sd = shutdown.clone();
+                in_flight.push_back(Box::pin(async move {
+                    let mut backoff = Duration::from_millis(100);
+                    loop {
+                        match bus.send_all(&records).await {
+                            Ok(()) => {
+                                EVENTS_OUT.with_label_values(&[stage]).inc_by(n_out);
+                                return Some((origin.topic, origin.partition, origin.offset));
+                            }
+                            Err(e) => {
+                                tracing::warn!(stage, error = %e, "produce failed, retrying");
+                                tokio::select! {
+                                    _ = sd.cancelled() => return None,
+                                    _ = tokio::time::sleep(backoff) => {}
+                                }
+                                backoff = (backoff * 2).min(Duration::from_secs(10));
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+    }
+    // Drain: outputs already enqueued get a bounded time to be acknowledged. The first message
+    // not acknowledged stops acking, so no stored offset passes it.
+    let drain = async {
+        while let Some(Some((topic, partition, offset))) = in_flight.next().await {
+            acks.ack(&topic, partition, offset);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), drain).await;
+    acks.store(&consumer);
+    commit_now(&consumer);
+    bus.flush(Duration::from_secs(5));
+    tracing::info!(stage, "stage stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_by_key_groups_pods() {
+        let mk = |pod: &str, i: i64| ActivityEvent {
+            tenant: "t".into(),
+            cluster: "c".into(),
+            namespace: "ns".into(),
+            pod: pod.into(),
+            timestamp: 1_700_000_000_000_000_000 + i,
+            comm: "sh".into(),
+            ..Default::default()
+        };
+        let events = vec![mk("a", 1), mk("b", 2), mk("a", 3)];
+        let out = encode_by_key(&events, "topic");
+        assert_eq!(out.len(), 2);
+        let a = out.iter().find(|o| o.key == "t/c/pod/ns/a").unwrap();
+        assert_eq!(batch::decode(&a.payload).count(), 2);
+    }
+}

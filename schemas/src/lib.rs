@@ -1,0 +1,13 @@
+//! Activity Audit's shared contract: the one event model every stage reads and writes
+//! ([`ActivityEvent`]), deterministic event ids ([`id`]), the topic names and partition keys
+//! ([`topics`]) and the message codec used on every internal topic ([`batch`]).
+//!
+//! This crate is pure: types and codecs only, no async runtime and no network, so every
+//! stage, test and tool can depend on it cheaply.
+
+pub mod batch;
+pub mod event;
+pub mod id;
+pub mod topics;
+
+pub use event::{ActivityEvent, ActivityType, Source};

@@ -1,0 +1,92 @@
+//! The topic contract: which topics exist, what flows on each, and how messages are keyed.
+//!
+//! ```text
+//! ingest --raw--> enricher --enriched--> correlator --events--> writer (ClickHouse)
+//!    \________________\_______________________\__________________--> deadletter
+//! ```
+//! Every message on `raw`, `enriched` and `events` is an event batch ([`crate::batch`]) whose
+//! events share one partition key ([`partition_key`]): a pod's audit and agent events meet on
+//! one partition, host events on their host's partition.
+
+use crate::ActivityEvent;
+use serde::{Deserialize, Serialize};
+
+/// Topic names. Defaults are the production names; tests give each run its own prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Topics {
+    /// Normalised events from ingest.
+    pub raw: String,
+    /// Events with Kubernetes metadata, from the enricher.
+    pub enriched: String,
+    /// Final events with trace ids, from the correlator; the writer's input.
+    pub events: String,
+    /// Messages a stage could not process, with the reason in headers.
+    pub deadletter: String,
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::with_prefix("activity")
+    }
+}
+
+impl Topics {
+    pub fn with_prefix(prefix: &str) -> Self {
+        Topics {
+            raw: format!("{prefix}.raw.v1"),
+            enriched: format!("{prefix}.enriched.v1"),
+            events: format!("{prefix}.events.v1"),
+            deadletter: format!("{prefix}.deadletter.v1"),
+        }
+    }
+
+    pub fn all(&self) -> [&str; 4] {
+        [&self.raw, &self.enriched, &self.events, &self.deadletter]
+    }
+}
+
+/// Headers carried by dead-lettered messages.
+pub mod dlq_headers {
+    pub const STAGE: &str = "aa-dlq-stage";
+    pub const REASON: &str = "aa-dlq-reason";
+    pub const SOURCE_TOPIC: &str = "aa-dlq-topic";
+    pub const SOURCE_PARTITION: &str = "aa-dlq-partition";
+    pub const SOURCE_OFFSET: &str = "aa-dlq-offset";
+    pub const TENANT: &str = "aa-tenant";
+}
+
+/// Partition key of an event: `tenant/cluster/pod/<namespace>/<pod>` when the pod is known,
+/// else `tenant/cluster/ctr/<container id>`, else `tenant/cluster/host/<hostname>`.
+pub fn partition_key(e: &ActivityEvent) -> String {
+    if !e.pod.is_empty() {
+        format!("{}/{}/pod/{}/{}", e.tenant, e.cluster, e.namespace, e.pod)
+    } else if !e.container_id.is_empty() {
+        format!("{}/{}/ctr/{}", e.tenant, e.cluster, e.container_id)
+    } else {
+        format!("{}/{}/host/{}", e.tenant, e.cluster, e.hostname)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_group_a_pod_and_split_hosts() {
+        let mut audit = ActivityEvent {
+            tenant: "t".into(),
+            cluster: "c".into(),
+            namespace: "shop".into(),
+            pod: "web-1".into(),
+            ..Default::default()
+        };
+        let mut agent = audit.clone();
+        agent.container_id = "abc".into();
+        assert_eq!(partition_key(&audit), partition_key(&agent));
+        audit.pod.clear();
+        audit.hostname = "node-1".into();
+        assert_eq!(partition_key(&audit), "t/c/host/node-1");
+        assert_eq!(Topics::with_prefix("x").events, "x.events.v1");
+    }
+}

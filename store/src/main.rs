@@ -1,0 +1,33 @@
+//! `activity-audit-writer`: lands the final event topic in ClickHouse.
+
+use clap::Parser;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(about = "Activity Audit writer: final topic -> ClickHouse")]
+struct Args {
+    /// TOML config file; `AA_WRITER__…` variables override it.
+    #[arg(long, env = "AA_WRITER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Apply ClickHouse migrations and exit.
+    #[arg(long)]
+    migrate_only: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    pipeline::telemetry::init();
+    let args = Args::parse();
+    let cfg: store::writer::WriterConfig = pipeline::config::load(args.config.as_deref(), "AA_WRITER")?;
+    cfg.validate()?;
+    if args.migrate_only {
+        let ch = store::ClickHouse::new(cfg.clickhouse.clone());
+        let applied = store::migrations::apply(&ch).await?;
+        println!("migrations applied to {}: {applied:?}", ch.database());
+        return Ok(());
+    }
+    let shutdown = pipeline::shutdown::on_signals();
+    let ready = pipeline::ops::Readiness::default();
+    pipeline::ops::serve(cfg.ops.listen, ready.clone(), shutdown.clone()).await?;
+    store::writer::run(cfg, ready, shutdown).await
+}

@@ -1,0 +1,300 @@
+//! Helpers for the end-to-end tests and benchmarks: the real broker and ClickHouse of the local
+//! stack (`deploy/local/stack-up.sh`), per-test topics and databases, the real service binaries
+//! run as child processes, and a generator of realistic events.
+
+pub mod generator;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use schemas::topics::Topics;
+
+/// Kafka bootstrap servers of the local stack (`AA_BROKERS` overrides).
+pub fn brokers() -> String {
+    std::env::var("AA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+/// ClickHouse HTTP URL of the local stack (`AA_CH_URL` overrides).
+pub fn clickhouse_url() -> String {
+    std::env::var("AA_CH_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
+}
+
+/// A name unique to this test process and call, usable as topic prefix and database name.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 100_000_000;
+    format!(
+        "{prefix}_{}_{t}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn kafka_config() -> pipeline::config::KafkaConfig {
+    pipeline::config::KafkaConfig {
+        brokers: brokers(),
+        ..Default::default()
+    }
+}
+
+/// The ClickHouse client for database `db`.
+pub fn clickhouse(db: &str) -> store::ClickHouse {
+    store::ClickHouse::new(store::ClickHouseConfig {
+        url: clickhouse_url(),
+        database: db.into(),
+        ..Default::default()
+    })
+}
+
+/// Directory of the workspace's built binaries (they are built once per test process).
+pub fn bin_dir() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args(["build", "-q", "--bins"])
+                .current_dir(&root)
+                .status()
+                .expect("running cargo build");
+            assert!(status.success(), "building the service binaries failed");
+            // target/debug/deps/<test> -> target/debug
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().to_path_buf()
+        })
+        .clone()
+}
+
+/// A world of its own for one test: topics, a ClickHouse database, a tenant and a token.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub name: String,
+    pub topics: Topics,
+    pub database: String,
+    pub tenant: String,
+    pub cluster: String,
+    pub token: String,
+    pub tokens_file: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl World {
+    /// Creates the topics (`partitions` each) and applies the migrations to a new database.
+    pub async fn new(partitions: i32) -> World {
+        let name = unique("aat");
+        let topics = Topics::with_prefix(&name);
+        pipeline::kafka::ensure_topics(&kafka_config(), &topics.all(), partitions)
+            .await
+            .expect("creating topics: is the local stack up? (deploy/local/stack-up.sh)");
+        let database = name.clone();
+        store::migrations::apply(&clickhouse(&database))
+            .await
+            .expect("migrating ClickHouse: is the local stack up? (deploy/local/stack-up.sh)");
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tenant = format!("tenant-{name}");
+        let cluster = "prod-eu".to_string();
+        let token = format!("tok-{name}");
+        let tokens_file = dir.join("tokens.toml");
+        std::fs::write(
+            &tokens_file,
+            format!(
+                "[[token]]\ntoken = \"{token}\"\ntenant = \"{tenant}\"\ncluster = \"{cluster}\"\n\
+                 [[token]]\ntoken = \"{token}-b\"\ntenant = \"{tenant}\"\ncluster = \"prod-us\"\n"
+            ),
+        )
+        .unwrap();
+        World {
+            name,
+            topics,
+            database,
+            tenant,
+            cluster,
+            token,
+            tokens_file,
+            dir,
+        }
+    }
+
+    pub fn clickhouse(&self) -> store::ClickHouse {
+        clickhouse(&self.database)
+    }
+
+    fn topic_env(&self, prefix: &str, cmd: &mut Command) {
+        cmd.env(format!("{prefix}__KAFKA__BROKERS"), brokers())
+            .env(format!("{prefix}__TOPICS__RAW"), &self.topics.raw)
+            .env(format!("{prefix}__TOPICS__ENRICHED"), &self.topics.enriched)
+            .env(format!("{prefix}__TOPICS__EVENTS"), &self.topics.events)
+            .env(format!("{prefix}__TOPICS__DEADLETTER"), &self.topics.deadletter)
+            .env(format!("{prefix}__OPS__LISTEN"), format!("127.0.0.1:{}", free_port()));
+    }
+
+    /// Starts one service binary configured for this world.
+    pub fn spawn(&self, service: Service) -> Proc {
+        let bin = bin_dir().join(service.binary());
+        let mut cmd = Command::new(&bin);
+        let prefix = service.env_prefix();
+        self.topic_env(prefix, &mut cmd);
+        let mut port = None;
+        match service {
+            Service::Ingest => {
+                let p = free_port();
+                port = Some(p);
+                cmd.env("AA_INGEST__LISTEN", format!("127.0.0.1:{p}"))
+                    .env("AA_INGEST__TOKENS_FILE", &self.tokens_file);
+            }
+            Service::Enricher | Service::Correlator => {
+                cmd.env(format!("{prefix}__GROUP"), format!("{}-{}", self.name, service.binary()));
+            }
+            Service::Writer => {
+                cmd.env("AA_WRITER__GROUP", format!("{}-writer", self.name))
+                    .env("AA_WRITER__CLICKHOUSE__URL", clickhouse_url())
+                    .env("AA_WRITER__CLICKHOUSE__DATABASE", &self.database);
+            }
+        }
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", service.binary()))).unwrap();
+        cmd.env("RUST_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let proc = Proc { child, port };
+        if let Some(p) = port {
+            wait_port(p, Duration::from_secs(30));
+        }
+        proc
+    }
+
+    /// The whole pipeline: ingest, enricher, correlator, writer.
+    pub fn spawn_all(&self) -> Pipeline {
+        Pipeline {
+            ingest: self.spawn(Service::Ingest),
+            enricher: self.spawn(Service::Enricher),
+            correlator: self.spawn(Service::Correlator),
+            writer: self.spawn(Service::Writer),
+        }
+    }
+
+    /// Distinct events of the tenant as readers see them.
+    pub async fn count(&self) -> u64 {
+        store::read::count(&self.clickhouse(), &self.tenant).await.unwrap_or(0)
+    }
+
+    /// Waits until readers see `n` events (or the timeout); returns the last count.
+    pub async fn wait_count(&self, n: u64, timeout: Duration) -> u64 {
+        let start = Instant::now();
+        loop {
+            let c = self.count().await;
+            if c >= n || start.elapsed() > timeout {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ingest,
+    Enricher,
+    Correlator,
+    Writer,
+}
+
+impl Service {
+    pub fn binary(self) -> &'static str {
+        match self {
+            Service::Ingest => "activity-audit-ingest",
+            Service::Enricher => "activity-audit-enricher",
+            Service::Correlator => "activity-audit-correlator",
+            Service::Writer => "activity-audit-writer",
+        }
+    }
+    fn env_prefix(self) -> &'static str {
+        match self {
+            Service::Ingest => "AA_INGEST",
+            Service::Enricher => "AA_ENRICHER",
+            Service::Correlator => "AA_CORRELATOR",
+            Service::Writer => "AA_WRITER",
+        }
+    }
+}
+
+/// A running service process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub port: Option<u16>,
+}
+
+impl Proc {
+    /// SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port.expect("service has no HTTP port"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+#[derive(Debug)]
+pub struct Pipeline {
+    pub ingest: Proc,
+    pub enricher: Proc,
+    pub correlator: Proc,
+    pub writer: Proc,
+}
+
+fn wait_port(port: u16, timeout: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < timeout, "port {port} did not open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Posts JSON lines to ingest's native endpoint, retrying 503s; panics on other errors.
+pub async fn post_events(http: &reqwest::Client, base: &str, token: &str, body: Vec<u8>) {
+    let mut backoff = Duration::from_millis(100);
+    for _ in 0..100 {
+        let r = http
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(token)
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await;
+        match r {
+            Ok(resp) if resp.status().is_success() => return,
+            Ok(resp) if resp.status().as_u16() == 503 => {}
+            Ok(resp) => panic!("ingest answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()),
+            Err(_) => {}
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+    panic!("ingest kept failing");
+}
