@@ -23,7 +23,14 @@ pub fn stamp(e: &mut ActivityEvent, who: &Identity, source: Source, received_ns:
 
 /// Produces `events` to `topic` and waits for every acknowledgement.
 pub async fn publish(bus: &Bus, topic: &str, events: &[ActivityEvent]) -> Result<(), ProduceError> {
-    let records: Vec<Outgoing> = pipeline::stage::encode_by_key(events, topic);
+    if events.is_empty() {
+        return Ok(());
+    }
+    let partitions = bus
+        .partitions(topic)
+        .await
+        .map_err(ProduceError::NotAcknowledged)?;
+    let records: Vec<Outgoing> = pipeline::stage::encode_by_partition(events, topic, partitions);
     bus.send_all(&records).await
 }
 

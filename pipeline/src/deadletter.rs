@@ -44,6 +44,7 @@ impl DeadLetters {
         reason.truncate(4096);
         Outgoing {
             topic: self.topic.clone(),
+            partition: None,
             key,
             payload,
             headers: vec![

@@ -16,13 +16,17 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A record to produce: topic, key, payload and headers.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
     pub topic: String,
+    /// Explicit partition (batches are routed by [`schemas::topics::partition_for`]); `None`
+    /// lets the producer hash the key.
+    pub partition: Option<i32>,
     pub key: String,
     pub payload: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
@@ -44,6 +48,7 @@ pub enum ProduceError {
 pub struct Bus {
     producer: FutureProducer,
     timeout: Duration,
+    partitions: Arc<Mutex<HashMap<String, i32>>>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -77,7 +82,37 @@ impl Bus {
         Ok(Bus {
             producer: c.create()?,
             timeout: Duration::from_millis(cfg.produce_timeout_ms),
+            partitions: Arc::default(),
         })
+    }
+
+    /// Partition count of `topic` (from broker metadata, cached).
+    pub async fn partitions(&self, topic: &str) -> Result<i32, KafkaError> {
+        if let Some(n) = self.partitions.lock().unwrap().get(topic) {
+            return Ok(*n);
+        }
+        let producer = self.producer.clone();
+        let t = topic.to_string();
+        let timeout = self.timeout.min(Duration::from_secs(10));
+        let n = tokio::task::spawn_blocking(move || {
+            let md = producer.client().fetch_metadata(Some(&t), timeout)?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|m| m.name() == t)
+                .map(|m| m.partitions().len() as i32)
+                .unwrap_or(0);
+            Ok::<_, KafkaError>(n)
+        })
+        .await
+        .map_err(|_| KafkaError::Canceled)??;
+        if n == 0 {
+            return Err(KafkaError::MetadataFetch(
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition,
+            ));
+        }
+        self.partitions.lock().unwrap().insert(topic.to_string(), n);
+        Ok(n)
     }
 
     /// Enqueues all records, then waits until the broker acknowledged every one of them.
@@ -101,6 +136,9 @@ impl Bus {
                 .key(&r.key)
                 .payload(&r.payload)
                 .headers(headers);
+            if let Some(p) = r.partition {
+                record = record.partition(p);
+            }
             let deadline = tokio::time::Instant::now() + self.timeout;
             let fut = loop {
                 match self.producer.send_result(record) {
@@ -198,7 +236,13 @@ pub fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("session.timeout.ms", "10000")
+        // The broker may answer slowly under load: be patient before declaring a member dead,
+        // and keep fetches small enough to answer quickly.
+        .set("session.timeout.ms", "45000")
+        .set("heartbeat.interval.ms", "3000")
+        .set("max.poll.interval.ms", "120000")
+        .set("fetch.max.bytes", "16777216")
+        .set("max.partition.fetch.bytes", "4194304")
         .set("statistics.interval.ms", "5000");
     for (k, v) in &cfg.options {
         c.set(k, v);

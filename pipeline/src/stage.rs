@@ -47,21 +47,21 @@ pub struct StageSpec {
 
 type Pending = Pin<Box<dyn Future<Output = Option<(String, i32, i64)>> + Send>>;
 
-/// Groups events by partition key and encodes them as batch messages for `topic`.
-pub fn encode_by_key(events: &[ActivityEvent], topic: &str) -> Vec<Outgoing> {
-    let mut groups: BTreeMap<String, Vec<&ActivityEvent>> = BTreeMap::new();
+/// Groups events by partition (of their partition key) and encodes each group as batch
+/// messages for `topic`, which has `partitions` partitions.
+pub fn encode_by_partition(events: &[ActivityEvent], topic: &str, partitions: i32) -> Vec<Outgoing> {
+    let mut groups: BTreeMap<i32, Vec<&ActivityEvent>> = BTreeMap::new();
     for e in events {
-        groups
-            .entry(schemas::topics::partition_key(e))
-            .or_default()
-            .push(e);
+        let p = schemas::topics::partition_for(&schemas::topics::partition_key(e), partitions);
+        groups.entry(p).or_default().push(e);
     }
     let mut out = Vec::with_capacity(groups.len());
-    for (key, evs) in groups {
+    for (partition, evs) in groups {
         for payload in batch::encode(evs, batch::MAX_MESSAGE_BYTES) {
             out.push(Outgoing {
                 topic: topic.to_string(),
-                key: key.clone(),
+                partition: Some(partition),
+                key: String::new(),
                 payload,
                 headers: Vec::new(),
             });
@@ -99,6 +99,7 @@ pub async fn run<T: Transform>(
     let mut acks = Acks::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let stage = spec.stage;
+    let partitions = bus.partitions(&spec.output_topic).await?;
     loop {
         tokio::select! {
             biased;
@@ -137,7 +138,7 @@ pub async fn run<T: Transform>(
                 let out = transform.apply(events);
                 BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
                 let n_out = out.len() as u64;
-                records.extend(encode_by_key(&out, &spec.output_topic));
+                records.extend(encode_by_partition(&out, &spec.output_topic, partitions));
                 let bus = bus.clone();
                 let sd = shutdown.clone();
                 in_flight.push_back(Box::pin(async move {
@@ -182,7 +183,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn encode_by_key_groups_pods() {
+    fn encode_by_partition_groups_pods() {
         let mk = |pod: &str, i: i64| ActivityEvent {
             tenant: "t".into(),
             cluster: "c".into(),
@@ -193,9 +194,11 @@ mod tests {
             ..Default::default()
         };
         let events = vec![mk("a", 1), mk("b", 2), mk("a", 3)];
-        let out = encode_by_key(&events, "topic");
-        assert_eq!(out.len(), 2);
-        let a = out.iter().find(|o| o.key == "t/c/pod/ns/a").unwrap();
-        assert_eq!(batch::decode(&a.payload).count(), 2);
+        let out = encode_by_partition(&events, "topic", 64);
+        let pa = schemas::topics::partition_for("t/c/pod/ns/a", 64);
+        let a = out.iter().find(|o| o.partition == Some(pa)).unwrap();
+        assert_eq!(batch::decode(&a.payload).filter(|e| e.as_ref().unwrap().pod == "a").count(), 2);
+        let one = encode_by_partition(&events, "topic", 1);
+        assert_eq!(one.len(), 1, "one message per partition");
     }
 }

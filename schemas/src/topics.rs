@@ -5,8 +5,9 @@
 //!    \________________\_______________________\__________________--> deadletter
 //! ```
 //! Every message on `raw`, `enriched` and `events` is an event batch ([`crate::batch`]) whose
-//! events share one partition key ([`partition_key`]): a pod's audit and agent events meet on
-//! one partition, host events on their host's partition.
+//! events share one partition: [`partition_for`] of their [`partition_key`]. A pod's audit and
+//! agent events meet on one partition, host events on their host's partition; one message per
+//! partition and request keeps the broker's per-message cost off the hot path.
 
 use crate::ActivityEvent;
 use serde::{Deserialize, Serialize};
@@ -56,6 +57,13 @@ pub mod dlq_headers {
     pub const TENANT: &str = "aa-tenant";
 }
 
+/// The partition of `key` among `partitions`: every stage uses this, so one pod's events stay
+/// on one partition number across topics with the same partition count.
+pub fn partition_for(key: &str, partitions: i32) -> i32 {
+    let n = partitions.max(1) as u64;
+    (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % n) as i32
+}
+
 /// Partition key of an event: `tenant/cluster/pod/<namespace>/<pod>` when the pod is known,
 /// else `tenant/cluster/ctr/<container id>`, else `tenant/cluster/host/<hostname>`.
 pub fn partition_key(e: &ActivityEvent) -> String {
@@ -88,5 +96,9 @@ mod tests {
         audit.hostname = "node-1".into();
         assert_eq!(partition_key(&audit), "t/c/host/node-1");
         assert_eq!(Topics::with_prefix("x").events, "x.events.v1");
+        let p = partition_for("t/c/pod/ns/a", 8);
+        assert!((0..8).contains(&p));
+        assert_eq!(p, partition_for("t/c/pod/ns/a", 8));
+        assert_eq!(partition_for("x", 1), 0);
     }
 }
