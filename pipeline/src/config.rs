@@ -37,6 +37,12 @@ pub struct KafkaConfig {
     pub options: BTreeMap<String, String>,
     /// How long a produce may wait for the broker's acknowledgement, in milliseconds.
     pub produce_timeout_ms: u64,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id
+    /// takes its partitions back at once instead of waiting out the dead member's session.
+    /// Use a stable name per replica (e.g. the StatefulSet pod name); empty disables it.
+    pub instance_id: String,
+    /// Consumer group session timeout, milliseconds.
+    pub session_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -45,6 +51,8 @@ impl Default for KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             options: BTreeMap::new(),
             produce_timeout_ms: 30_000,
+            instance_id: String::new(),
+            session_timeout_ms: 45_000,
         }
     }
 }

@@ -238,12 +238,18 @@ pub fn consumer(
         .set("enable.partition.eof", "false")
         // The broker may answer slowly under load: be patient before declaring a member dead,
         // and keep fetches small enough to answer quickly.
-        .set("session.timeout.ms", "45000")
-        .set("heartbeat.interval.ms", "3000")
+        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (cfg.session_timeout_ms / 10).clamp(100, 3000).to_string(),
+        )
         .set("max.poll.interval.ms", "120000")
         .set("fetch.max.bytes", "16777216")
         .set("max.partition.fetch.bytes", "4194304")
         .set("statistics.interval.ms", "5000");
+    if !cfg.instance_id.is_empty() {
+        c.set("group.instance.id", &cfg.instance_id);
+    }
     for (k, v) in &cfg.options {
         c.set(k, v);
     }

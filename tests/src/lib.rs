@@ -143,7 +143,8 @@ impl World {
             .env(format!("{prefix}__TOPICS__ENRICHED"), &self.topics.enriched)
             .env(format!("{prefix}__TOPICS__EVENTS"), &self.topics.events)
             .env(format!("{prefix}__TOPICS__DEADLETTER"), &self.topics.deadletter)
-            .env(format!("{prefix}__OPS__LISTEN"), format!("127.0.0.1:{}", free_port()));
+            .env(format!("{prefix}__OPS__LISTEN"), format!("127.0.0.1:{}", free_port()))
+            .env(format!("{prefix}__KAFKA__INSTANCE_ID"), format!("{}-{prefix}", self.name));
     }
 
     /// Starts one service binary configured for this world.
@@ -169,7 +170,11 @@ impl World {
                     .env("AA_WRITER__CLICKHOUSE__DATABASE", &self.database);
             }
         }
-        let log = std::fs::File::create(self.dir.join(format!("{}.log", service.binary()))).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", service.binary())))
+            .unwrap();
         cmd.env("RUST_LOG", "info,rdkafka=warn")
             .stdout(Stdio::null())
             .stderr(log);
