@@ -3,6 +3,10 @@
 use clap::Parser;
 use std::path::PathBuf;
 
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Activity Audit correlator stage")]
 struct Args {

@@ -3,13 +3,17 @@
 //! retried forever or dropped. Producing a dead letter is acknowledged like any output before
 //! the input offset is stored.
 
+use crate::config::KafkaConfig;
 use crate::kafka::{Bus, Outgoing, ProduceError};
+use std::sync::{Arc, OnceLock};
 use crate::metrics::DEAD_LETTERED;
 use schemas::topics::dlq_headers as h;
 
 #[derive(Debug, Clone)]
 pub struct DeadLetters {
-    bus: Bus,
+    bus: Arc<OnceLock<Bus>>,
+    /// Set for [`DeadLetters::lazy`]: the producer is created on the first dead letter.
+    kafka: Option<KafkaConfig>,
     topic: String,
     stage: &'static str,
 }
@@ -25,7 +29,33 @@ pub struct Origin {
 
 impl DeadLetters {
     pub fn new(bus: Bus, topic: String, stage: &'static str) -> Self {
-        DeadLetters { bus, topic, stage }
+        DeadLetters {
+            bus: Arc::new(OnceLock::from(bus)),
+            kafka: None,
+            topic,
+            stage,
+        }
+    }
+
+    /// Dead letters for a stage that has no producer of its own (the writer): the producer is
+    /// created on first use, so an idle one costs nothing.
+    pub fn lazy(kafka: &KafkaConfig, topic: String, stage: &'static str) -> Self {
+        DeadLetters {
+            bus: Arc::new(OnceLock::new()),
+            kafka: Some(kafka.clone()),
+            topic,
+            stage,
+        }
+    }
+
+    fn bus(&self) -> Result<Bus, ProduceError> {
+        if let Some(b) = self.bus.get() {
+            return Ok(b.clone());
+        }
+        let cfg = self.kafka.as_ref().expect("a DeadLetters without a bus is lazy");
+        let bus = Bus::new(cfg, &format!("activity-audit-{}-dlq", self.stage))
+            .map_err(ProduceError::NotAcknowledged)?;
+        Ok(self.bus.get_or_init(|| bus).clone())
     }
 
     /// Builds the dead-letter record for `payload`; `reason_kind` is a short metric label.
@@ -59,6 +89,6 @@ impl DeadLetters {
     }
 
     pub async fn send(&self, records: &[Outgoing]) -> Result<(), ProduceError> {
-        self.bus.send_all(records).await
+        self.bus()?.send_all(records).await
     }
 }

@@ -79,11 +79,11 @@ impl Source {
 }
 
 /// A flag: `true`/`false`, or `1`/`0` as databases and some agents print it.
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     opt_flag(d).map(|b| b.unwrap_or(false))
 }
 
-fn opt_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub fn opt_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Flag {

@@ -46,7 +46,7 @@ impl ClickHouse {
     async fn post(
         &self,
         query: Option<&str>,
-        body: Vec<u8>,
+        body: impl Into<reqwest::Body>,
         use_db: bool,
     ) -> Result<bytes_body::Body, StoreError> {
         let mut params: Vec<(&str, &str)> = vec![
@@ -118,12 +118,13 @@ impl ClickHouse {
             .collect()
     }
 
-    /// Inserts a RowBinary body into `table` (`columns` in body order).
+    /// Inserts a RowBinary body into `table` (`columns` in body order). `Bytes` so retries and
+    /// callers keep the buffer without copying it.
     pub async fn insert_rowbinary(
         &self,
         table: &str,
         columns: &[&str],
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> Result<(), StoreError> {
         let q = format!(
             "INSERT INTO {table} ({}) FORMAT RowBinary",

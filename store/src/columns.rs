@@ -2,7 +2,6 @@
 //! filter on, and the RowBinary encoding of an [`ActivityEvent`] in exactly this order.
 //! [`COLUMNS`] is the single source for the DDL, the insert and the reads.
 
-use schemas::{ActivityEvent, ActivityType, Source};
 
 /// Value type of a column as users see it (drives filter operators and the UI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,141 +112,10 @@ pub fn select_as_attributes() -> String {
         .join(", ")
 }
 
-fn varint(buf: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        buf.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    buf.push(n as u8);
-}
-
-fn string(buf: &mut Vec<u8>, s: &str) {
-    varint(buf, s.len() as u64);
-    buf.extend_from_slice(s.as_bytes());
-}
-
-fn i64le(buf: &mut Vec<u8>, n: i64) {
-    buf.extend_from_slice(&n.to_le_bytes());
-}
-
-fn opt_i64(buf: &mut Vec<u8>, n: Option<i64>) {
-    match n {
-        Some(n) => {
-            buf.push(0);
-            i64le(buf, n);
-        }
-        None => buf.push(1),
-    }
-}
-
-fn strings(buf: &mut Vec<u8>, v: &[String]) {
-    varint(buf, v.len() as u64);
-    for s in v {
-        string(buf, s);
-    }
-}
-
-fn port(buf: &mut Vec<u8>, p: i64) {
-    buf.extend_from_slice(&(p.clamp(0, 65535) as u16).to_le_bytes());
-}
-
-fn type_code(t: ActivityType) -> u8 {
-    match t {
-        ActivityType::Command => 1,
-        ActivityType::Connection => 2,
-        ActivityType::Fileaccess => 3,
-        ActivityType::Kubernetes => 4,
-    }
-}
-
-fn source_code(s: Source) -> u8 {
-    match s {
-        Source::K8sAudit => 1,
-        Source::Falco => 2,
-        Source::Tetragon => 3,
-        Source::Native => 4,
-    }
-}
-
-/// Appends `e` as one RowBinary row in [`COLUMNS`] order.
-pub fn write_row(buf: &mut Vec<u8>, e: &ActivityEvent) {
-    string(buf, &e.tenant);
-    buf.push(type_code(e.kind));
-    i64le(buf, e.timestamp);
-    string(buf, &e.id);
-    buf.push(source_code(e.source));
-    i64le(buf, e.received_timestamp);
-    string(buf, &e.trace_id);
-    string(buf, &e.hostname);
-    string(buf, &e.host_mac);
-    string(buf, &e.container_id);
-    string(buf, &e.container_name);
-    string(buf, &e.container_image);
-    string(buf, &e.cluster);
-    string(buf, &e.namespace);
-    string(buf, &e.workload_kind);
-    string(buf, &e.workload_name);
-    string(buf, &e.pod);
-    string(buf, &e.node);
-    string(buf, &e.comm);
-    string(buf, &e.cmdline);
-    string(buf, &e.exe);
-    string(buf, &e.cwd);
-    i64le(buf, e.pid);
-    i64le(buf, e.ppid);
-    string(buf, &e.pcomm);
-    opt_i64(buf, e.uid);
-    string(buf, &e.username);
-    opt_i64(buf, e.user_login_uid);
-    string(buf, &e.user_login_name);
-    opt_i64(buf, e.tty);
-    opt_i64(buf, e.login_shell_id);
-    opt_i64(buf, e.login_shell_distance);
-    i64le(buf, e.process_start_time);
-    string(buf, &e.exec_id);
-    string(buf, &e.parent_exec_id);
-    match e.in_init_tree {
-        Some(b) => {
-            buf.push(0);
-            buf.push(b as u8);
-        }
-        None => buf.push(1),
-    }
-    string(buf, &e.direction);
-    string(buf, &e.l4protocol);
-    string(buf, &e.client_ip);
-    port(buf, e.client_port);
-    string(buf, &e.server_ip);
-    port(buf, e.server_port);
-    string(buf, &e.filename);
-    string(buf, &e.directory);
-    string(buf, &e.permissions);
-    string(buf, &e.verb);
-    string(buf, &e.resource);
-    string(buf, &e.sub_resource);
-    string(buf, &e.command);
-    string(buf, &e.container);
-    buf.push(e.stdin as u8);
-    string(buf, &e.user_name);
-    strings(buf, &e.user_groups);
-    string(buf, &e.user_agent);
-    strings(buf, &e.source_addresses);
-    string(buf, &e.audit_id);
-    i64le(buf, e.response_code);
-    i64le(buf, e.stages_started);
-    i64le(buf, e.stages_completed);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn varints() {
-        let mut b = Vec::new();
-        varint(&mut b, 300);
-        assert_eq!(b, [0xac, 0x02]);
-    }
+    use schemas::ActivityEvent;
 
     #[test]
     fn every_serialized_attribute_has_a_column() {

@@ -5,8 +5,8 @@
 //! - [`sql`]: escaping of values into SQL literals (the only way values reach SQL);
 //! - [`migrations`]: versioned DDL, recorded in `schema_migrations`, adapted to the server
 //!   version (ClickHouse 18.16 up to current releases);
-//! - [`columns`]: the `events` table's columns, their external attribute names and the
-//!   RowBinary encoding of an [`schemas::ActivityEvent`];
+//! - [`columns`]: the `events` table's columns and their external attribute names;
+//! - [`row`]: events decoded borrowing from JSON and encoded as RowBinary rows;
 //! - [`writer`]: the stage that consumes the final topic and inserts batches, committing Kafka
 //!   offsets only after ClickHouse accepted the rows;
 //! - [`read`]: reads that hide duplicates (`FINAL`), for the query API and tests.
@@ -18,6 +18,7 @@ pub mod error;
 pub mod metrics;
 pub mod migrations;
 pub mod read;
+pub mod row;
 pub mod sql;
 pub mod writer;
 

@@ -9,20 +9,32 @@
 //! splitting the batch and sent to the dead-letter topic with the server's error.
 
 use crate::client::ClickHouse;
-use crate::columns::{names, write_row};
+use crate::columns::names;
+use crate::row::{decode_view, write_view};
 use crate::config::ClickHouseConfig;
 use crate::error::StoreError;
 use crate::metrics::{INSERT_LATENCY, INSERT_RETRIES, ROWS_REJECTED};
 use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::deadletter::{DeadLetters, Origin};
-use pipeline::kafka::{Acks, Bus, Outgoing, StageConsumer, commit_now};
+use pipeline::kafka::{Acks, Outgoing, StageConsumer, commit_now};
 use pipeline::metrics::{BATCH_SIZE, EVENTS_IN, EVENTS_OUT};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
 use rdkafka::Message;
 use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
+use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A batch body shared with the HTTP request without copying it.
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
 
 const STAGE: &str = "writer";
 
@@ -79,11 +91,11 @@ struct Batch {
     body: Vec<u8>,
     /// End offset in `body` of each row.
     row_ends: Vec<usize>,
-    /// Each row's source JSON line (for dead letters) and its origin.
-    lines: Vec<u8>,
-    line_ends: Vec<usize>,
-    origins: Vec<u32>,
-    origin_list: Vec<Origin>,
+    /// The input messages back to back (kept to dead-letter a rejected row's source line).
+    arena: Vec<u8>,
+    origins: Vec<Origin>,
+    /// Per row: (message index, line start, line end in `arena`).
+    sources: Vec<(u32, u32, u32)>,
     dead: Vec<Outgoing>,
     acks: Acks,
     opened: Option<tokio::time::Instant>,
@@ -97,8 +109,20 @@ impl Batch {
         (if i == 0 { 0 } else { self.row_ends[i - 1] })..self.row_ends[i]
     }
     fn line(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.line_ends[i - 1] };
-        &self.lines[start..self.line_ends[i]]
+        let (_, a, b) = self.sources[i];
+        &self.arena[a as usize..b as usize]
+    }
+    /// Empties the batch, keeping its buffers (and their pages) for the next one.
+    fn reset(&mut self) {
+        let mut body = std::mem::take(&mut self.body);
+        let mut arena = std::mem::take(&mut self.arena);
+        body.clear();
+        arena.clear();
+        *self = Batch {
+            body,
+            arena,
+            ..Batch::default()
+        };
     }
 }
 
@@ -122,8 +146,7 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
             Err(e) => return Err(e.into()),
         }
     }
-    let bus = Bus::new(&cfg.kafka, "activity-audit-writer")?;
-    let dlq = DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
+    let dlq = DeadLetters::lazy(&cfg.kafka, cfg.topics.deadletter.clone(), STAGE);
     let consumer = pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&cfg.topics.events])?;
     ready.set(true);
     tracing::info!(topic = %cfg.topics.events, database = ch.database(), "writer started");
@@ -174,38 +197,29 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
         }
     }
     commit_now(&consumer);
-    bus.flush(Duration::from_secs(5));
     tracing::info!("writer stopped");
     Ok(())
 }
 
 fn add_message(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], key: Option<&[u8]>, origin: Origin) {
-    let origin_idx = batch.origin_list.len() as u32;
+    let msg_idx = batch.origins.len() as u32;
     let mut n = 0u64;
     let mut bad = Vec::new();
-    for line in payload.split(|b| *b == b'\n') {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let event = match serde_json::from_slice::<schemas::ActivityEvent>(line) {
-            Ok(e) => match e.validate() {
-                Ok(()) => e,
-                Err(v) => {
-                    bad.push(format!("event {}: {v}", e.id));
-                    continue;
-                }
-            },
-            Err(e) => {
-                bad.push(e.to_string());
-                continue;
+    let base = payload.as_ptr() as usize;
+    let arena_base = batch.arena.len();
+    for (n_line, line) in schemas::batch::lines(payload) {
+        // Events on the final topic were validated by every stage before; decoding is all the
+        // writer checks (ClickHouse rejections are isolated at insert time).
+        match decode_view(line) {
+            Ok(view) => {
+                write_view(&mut batch.body, &view);
+                batch.row_ends.push(batch.body.len());
+                let start = (arena_base + (line.as_ptr() as usize - base)) as u32;
+                batch.sources.push((msg_idx, start, start + line.len() as u32));
+                n += 1;
             }
-        };
-        write_row(&mut batch.body, &event);
-        batch.row_ends.push(batch.body.len());
-        batch.lines.extend_from_slice(line);
-        batch.line_ends.push(batch.lines.len());
-        batch.origins.push(origin_idx);
-        n += 1;
+            Err(e) => bad.push(format!("line {n_line}: {e}")),
+        }
     }
     EVENTS_IN.with_label_values(&[STAGE]).inc_by(n);
     if !bad.is_empty() {
@@ -214,7 +228,8 @@ fn add_message(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], key: Option
         batch.dead.push(dlq.record(payload.to_vec(), key, "undecodable", &bad.join("; "), &origin));
     }
     batch.acks.ack(&origin.topic, origin.partition, origin.offset);
-    batch.origin_list.push(origin);
+    batch.arena.extend_from_slice(payload);
+    batch.origins.push(origin);
 }
 
 /// Inserts the batch (retrying while ClickHouse is unavailable, isolating rejected rows),
@@ -233,14 +248,25 @@ async fn flush(
     }
     let span = tracing::info_span!("flush", rows = batch.rows(), bytes = batch.body.len());
     let _g = span.enter();
-    let all: Vec<usize> = (0..batch.rows()).collect();
     let mut rejected = Vec::new();
-    if !insert_isolating(ch, columns, batch, &all, &mut rejected, shutdown).await {
-        return false;
+    // The whole batch first, sharing the body without a copy; its buffer comes back after.
+    let shared = Arc::new(std::mem::take(&mut batch.body));
+    let first = insert_retrying(ch, columns, Bytes::from_owner(Shared(shared.clone())), shutdown).await;
+    batch.body = Arc::try_unwrap(shared).unwrap_or_default();
+    match first {
+        Ok(()) => {}
+        Err(None) => return false,
+        Err(Some(e)) => {
+            tracing::warn!(error = %e, "clickhouse rejected the batch; isolating the bad rows");
+            let all: Vec<usize> = (0..batch.rows()).collect();
+            if !insert_isolating(ch, columns, batch, &all, &mut rejected, shutdown).await {
+                return false;
+            }
+        }
     }
     for (row, err) in rejected {
         ROWS_REJECTED.inc();
-        let origin = &batch.origin_list[batch.origins[row] as usize];
+        let origin = &batch.origins[batch.sources[row].0 as usize];
         let rec = dlq.record(batch.line(row).to_vec(), String::new(), "rejected", &err, origin);
         batch.dead.push(rec);
     }
@@ -258,7 +284,7 @@ async fn flush(
     EVENTS_OUT.with_label_values(&[STAGE]).inc_by(batch.rows() as u64);
     BATCH_SIZE.with_label_values(&[STAGE]).observe(batch.rows() as f64);
     batch.acks.store(consumer);
-    *batch = Batch::default();
+    batch.reset();
     true
 }
 
@@ -278,16 +304,11 @@ async fn insert_isolating(
         if part.is_empty() {
             continue;
         }
-        let body = if part.len() == batch.rows() {
-            batch.body.clone()
-        } else {
-            let mut b = Vec::new();
-            for &r in &part {
-                b.extend_from_slice(&batch.body[batch.row_range(r)]);
-            }
-            b
-        };
-        match insert_retrying(ch, columns, body, shutdown).await {
+        let mut body = Vec::new();
+        for &r in &part {
+            body.extend_from_slice(&batch.body[batch.row_range(r)]);
+        }
+        match insert_retrying(ch, columns, Bytes::from(body), shutdown).await {
             Ok(()) => {}
             Err(None) => return false,
             Err(Some(e)) => {
@@ -308,7 +329,7 @@ async fn insert_isolating(
 async fn insert_retrying(
     ch: &ClickHouse,
     columns: &[&str],
-    body: Vec<u8>,
+    body: Bytes,
     shutdown: &Shutdown,
 ) -> Result<(), Option<StoreError>> {
     let mut backoff = Duration::from_millis(100);

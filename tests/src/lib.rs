@@ -2,6 +2,7 @@
 //! stack (`deploy/local/stack-up.sh`), per-test topics and databases, the real service binaries
 //! run as child processes, and a generator of realistic events.
 
+pub mod cpu;
 pub mod generator;
 
 use std::net::TcpListener;
@@ -63,21 +64,30 @@ pub fn clickhouse(db: &str) -> store::ClickHouse {
     })
 }
 
-/// Directory of the workspace's built binaries (they are built once per test process).
+/// Directory of the workspace's built binaries, built once per process with the profile this
+/// test or benchmark was built with.
 pub fn bin_dir() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            // target/<profile>/deps/<test> or target/<profile>/<bench>
+            let exe = std::env::current_exe().unwrap();
+            let mut dir = exe.parent().unwrap().to_path_buf();
+            if dir.ends_with("deps") {
+                dir.pop();
+            }
+            let profile = match dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") | None => "dev".to_string(),
+                Some(p) => p.to_string(),
+            };
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-                .args(["build", "-q", "--bins"])
+                .args(["build", "-q", "--bins", "--profile", &profile])
                 .current_dir(&root)
                 .status()
                 .expect("running cargo build");
             assert!(status.success(), "building the service binaries failed");
-            // target/debug/deps/<test> -> target/debug
-            let exe = std::env::current_exe().unwrap();
-            exe.parent().unwrap().parent().unwrap().to_path_buf()
+            dir
         })
         .clone()
 }

@@ -1,1 +1,116 @@
-fn main() {}
+//! Writer benchmark: rows/s per core of the writer's own CPU time, next to a baseline measured
+//! in the same run: the same rows inserted directly into ClickHouse (RowBinary over HTTP, the
+//! same batch size) by this process.
+//!
+//! `cargo run --release -p integration-tests --bin aa-bench-writer -- --events 400000`
+//! (needs the local stack: `deploy/local/stack-up.sh`).
+
+use clap::Parser;
+use integration_tests::{Service, World, cpu::cpu_time, generator};
+use std::time::{Duration, Instant};
+
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+struct Args {
+    /// Events to write.
+    #[arg(long, default_value_t = 400_000)]
+    events: usize,
+    /// Rows per insert, for both the writer and the baseline.
+    #[arg(long, default_value_t = 100_000)]
+    batch: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let world = World::new(4).await;
+    let n = args.events;
+    let events = generator::events(3, n, 1_764_000_000_000_000_000, true)
+        .into_iter()
+        .map(|mut e| {
+            e.tenant.clone_from(&world.tenant);
+            e.cluster.clone_from(&world.cluster);
+            e.received_timestamp = e.timestamp + 1;
+            e
+        })
+        .collect::<Vec<_>>();
+    let avg_json = generator::ndjson(&events[..1000]).len() / 1000;
+
+    // Baseline: the same rows straight into ClickHouse from this process.
+    let ch = world.clickhouse();
+    ch.execute("CREATE TABLE baseline AS events").await?;
+    let columns = store::columns::names();
+    let (cpu0, t0) = (cpu_time("self"), Instant::now());
+    for chunk in events.chunks(args.batch) {
+        let mut body = Vec::with_capacity(chunk.len() * 400);
+        for e in chunk {
+            store::row::write_row(&mut body, e);
+        }
+        ch.insert_rowbinary("baseline", &columns, body.into()).await?;
+    }
+    let (base_cpu, base_wall) = (cpu_time("self") - cpu0, t0.elapsed());
+
+    // Diagnostic: the writer's per-row work without Kafka and HTTP (decode JSON + encode row).
+    let lines = generator::ndjson(&events);
+    let (cpu0, t0) = (cpu_time("self"), Instant::now());
+    let mut body = Vec::with_capacity(lines.len() / 2);
+    let mut rows = 0usize;
+    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let view = store::row::decode_view(line).map_err(anyhow::Error::msg)?;
+        store::row::write_view(&mut body, &view);
+        rows += 1;
+        if body.len() > 64 << 20 {
+            body.clear();
+        }
+    }
+    let (transcode_cpu, _) = (cpu_time("self") - cpu0, t0.elapsed());
+    drop(body);
+
+    // Fill the final topic (not measured), then let a real writer process drain it.
+    let bus = pipeline::kafka::Bus::new(&integration_tests::kafka_config(), "bench")?;
+    for chunk in events.chunks(5_000) {
+        schemas_publish(&bus, &world.topics.events, chunk).await?;
+    }
+    let (t1, mut writer) = (Instant::now(), world.spawn(Service::Writer));
+    let pid = writer.child.id().to_string();
+    let got = world.wait_count(n as u64, Duration::from_secs(600)).await;
+    let (writer_cpu, writer_wall) = (cpu_time(&pid), t1.elapsed());
+    writer.kill9();
+    anyhow::ensure!(got == n as u64, "writer stored {got} of {n} rows");
+
+    let per_core = |rows: usize, cpu: Duration| rows as f64 / cpu.as_secs_f64().max(1e-9);
+    let (w, b) = (per_core(n, writer_cpu), per_core(n, base_cpu));
+    println!("writer benchmark: {n} events (~{avg_json} B of JSON each), batches of {}", args.batch);
+    println!(
+        "  baseline direct INSERT (RowBinary, this process): {:>10.0} rows/s per core  (cpu {:.2}s, wall {:.2}s)",
+        b,
+        base_cpu.as_secs_f64(),
+        base_wall.as_secs_f64()
+    );
+    println!(
+        "  writer (Kafka -> JSON decode -> RowBinary insert): {:>10.0} rows/s per core  (cpu {:.2}s, wall {:.2}s incl. startup and broker)",
+        w,
+        writer_cpu.as_secs_f64(),
+        writer_wall.as_secs_f64()
+    );
+    println!(
+        "  (diagnostic) JSON line -> row transcoding alone:  {:>10.0} rows/s per core",
+        per_core(rows, transcode_cpu)
+    );
+    println!("  writer / baseline: {:.2}x   (target >= 0.8x and >= 500000 rows/s/core)", w / b);
+    Ok(())
+}
+
+async fn schemas_publish(
+    bus: &pipeline::kafka::Bus,
+    topic: &str,
+    events: &[schemas::ActivityEvent],
+) -> anyhow::Result<()> {
+    let partitions = bus.partitions(topic).await?;
+    let records = pipeline::stage::encode_by_partition(events, topic, partitions);
+    bus.send_all(&records).await?;
+    Ok(())
+}
