@@ -36,11 +36,17 @@ impl Default for CorrelatorConfig {
     }
 }
 
-pub async fn run(cfg: CorrelatorConfig, ready: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: CorrelatorConfig,
+    ready: Readiness,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     cfg.kafka.validate()?;
     let bus = pipeline::kafka::Bus::new(&cfg.kafka, "activity-audit-correlator")?;
-    let dlq = pipeline::deadletter::DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
-    let consumer = pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&cfg.topics.enriched])?;
+    let dlq =
+        pipeline::deadletter::DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
+    let consumer =
+        pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&cfg.topics.enriched])?;
     ready.set(true);
     tracing::info!(input = %cfg.topics.enriched, output = %cfg.topics.events, "correlator started");
     let spec = StageSpec {

@@ -39,7 +39,8 @@ impl Default for EnricherConfig {
 pub async fn run(cfg: EnricherConfig, ready: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
     cfg.kafka.validate()?;
     let bus = pipeline::kafka::Bus::new(&cfg.kafka, "activity-audit-enricher")?;
-    let dlq = pipeline::deadletter::DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
+    let dlq =
+        pipeline::deadletter::DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
     let consumer = pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&cfg.topics.raw])?;
     ready.set(true);
     tracing::info!(input = %cfg.topics.raw, output = %cfg.topics.enriched, "enricher started");

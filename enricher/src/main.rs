@@ -3,7 +3,6 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -19,7 +18,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     pipeline::telemetry::init();
     let args = Args::parse();
-    let cfg: enricher::EnricherConfig = pipeline::config::load(args.config.as_deref(), "AA_ENRICHER")?;
+    let cfg: enricher::EnricherConfig =
+        pipeline::config::load(args.config.as_deref(), "AA_ENRICHER")?;
     let shutdown = pipeline::shutdown::on_signals();
     let ready = pipeline::ops::Readiness::default();
     pipeline::ops::serve(cfg.ops.listen, ready.clone(), shutdown.clone()).await?;

@@ -64,9 +64,8 @@ impl Tokens {
                 (Some(h), None) => {
                     let bytes = hex::decode(h.trim())
                         .map_err(|_| anyhow::anyhow!("token #{}: sha256 is not hex", i + 1))?;
-                    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                        anyhow::anyhow!("token #{}: sha256 must be 32 bytes", i + 1)
-                    })?
+                    <[u8; 32]>::try_from(bytes.as_slice())
+                        .map_err(|_| anyhow::anyhow!("token #{}: sha256 must be 32 bytes", i + 1))?
                 }
                 (None, Some(t)) if !t.is_empty() => digest(&t),
                 _ => anyhow::bail!("token #{}: give exactly one of sha256 or token", i + 1),

@@ -14,7 +14,10 @@ pub enum IngestError {
     #[error("unsupported Content-Encoding {0:?}: use gzip, zstd or identity")]
     UnsupportedEncoding(String),
     #[error("body is not valid {encoding}: {message}")]
-    BadEncoding { encoding: &'static str, message: String },
+    BadEncoding {
+        encoding: &'static str,
+        message: String,
+    },
     #[error("malformed JSON at line {line}, column {column}: {message}")]
     MalformedJson {
         line: usize,

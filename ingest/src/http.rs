@@ -60,9 +60,7 @@ fn now_ns() -> i64 {
 }
 
 fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Identity, IngestError> {
-    let header = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
+    let header = headers.get("authorization").and_then(|v| v.to_str().ok());
     let token = bearer(header).ok_or(IngestError::MissingToken)?;
     tokens.identify(token).ok_or(IngestError::UnknownToken)
 }
@@ -87,7 +85,10 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
             .read_to_end(&mut out)
             .map_err(|e| ("gzip", e)),
         "zstd" => match zstd::stream::read::Decoder::new(&raw[..]) {
-            Ok(d) => d.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| ("zstd", e)),
+            Ok(d) => d
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ("zstd", e)),
             Err(e) => Err(("zstd", e)),
         },
         other => return Err(IngestError::UnsupportedEncoding(other.to_string())),
@@ -114,7 +115,11 @@ async fn native_events(State(st): State<AppState>, headers: HeaderMap, body: Bod
     }
 }
 
-async fn handle_native(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ErrorResponse> {
+async fn handle_native(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ErrorResponse> {
     let cfg = &st.0.cfg;
     let who = authenticate(&st.0.tokens, headers)?;
     let source = Source::Native;
@@ -122,7 +127,9 @@ async fn handle_native(st: &AppState, headers: &HeaderMap, body: Body) -> Result
     let body = read_body(headers, body, cfg.max_body_bytes).await?;
     BYTES.with_label_values(&labels).inc_by(body.len() as u64);
     let items = split_items(&body)?;
-    RECEIVED.with_label_values(&labels).inc_by(items.len() as u64);
+    RECEIVED
+        .with_label_values(&labels)
+        .inc_by(items.len() as u64);
     let received = now_ns();
     let mut events = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -150,7 +157,9 @@ async fn handle_native(st: &AppState, headers: &HeaderMap, body: Body) -> Result
             }
         }
     }
-    REJECTED.with_label_values(&labels).inc_by(rejected.len() as u64);
+    REJECTED
+        .with_label_values(&labels)
+        .inc_by(rejected.len() as u64);
     let started = Instant::now();
     let sent = async {
         publish(&st.0.bus, &cfg.topics.raw, &events).await?;
@@ -167,7 +176,9 @@ async fn handle_native(st: &AppState, headers: &HeaderMap, body: Body) -> Result
         tracing::warn!(tenant = %who.tenant, error = %e, "kafka unavailable; answering 503");
         return Err(IngestError::Unavailable(e.to_string()).into());
     }
-    ACCEPTED.with_label_values(&labels).inc_by(events.len() as u64);
+    ACCEPTED
+        .with_label_values(&labels)
+        .inc_by(events.len() as u64);
     if events.is_empty() {
         return Err(ErrorResponse {
             error: IngestError::AllRejected,

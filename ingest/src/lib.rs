@@ -31,7 +31,9 @@ pub async fn start(
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     cfg.validate()?;
     let tokens = auth::Tokens::load(&cfg.tokens_file)?;
-    tokens.clone().watch(cfg.tokens_file.clone(), shutdown.clone());
+    tokens
+        .clone()
+        .watch(cfg.tokens_file.clone(), shutdown.clone());
     let bus = pipeline::kafka::Bus::new(&cfg.kafka, "activity-audit-ingest")?;
     let state = http::AppState::new(cfg.clone(), tokens, bus.clone());
     let app = http::router(state);

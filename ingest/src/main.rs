@@ -3,7 +3,6 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

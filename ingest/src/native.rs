@@ -110,8 +110,14 @@ mod tests {
     #[test]
     fn a_broken_array_names_the_position() {
         let err = split_items(b"[{\"a\":1},\n{\"b\":]").unwrap_err();
-        assert!(matches!(err, IngestError::MalformedJson { line: 2, .. }), "{err}");
-        assert!(matches!(split_items(b"  ").unwrap_err(), IngestError::Empty));
+        assert!(
+            matches!(err, IngestError::MalformedJson { line: 2, .. }),
+            "{err}"
+        );
+        assert!(matches!(
+            split_items(b"  ").unwrap_err(),
+            IngestError::Empty
+        ));
     }
 
     #[test]

@@ -5,9 +5,9 @@
 
 use crate::config::KafkaConfig;
 use crate::kafka::{Bus, Outgoing, ProduceError};
-use std::sync::{Arc, OnceLock};
 use crate::metrics::DEAD_LETTERED;
 use schemas::topics::dlq_headers as h;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Clone)]
 pub struct DeadLetters {
@@ -52,7 +52,10 @@ impl DeadLetters {
         if let Some(b) = self.bus.get() {
             return Ok(b.clone());
         }
-        let cfg = self.kafka.as_ref().expect("a DeadLetters without a bus is lazy");
+        let cfg = self
+            .kafka
+            .as_ref()
+            .expect("a DeadLetters without a bus is lazy");
         let bus = Bus::new(cfg, &format!("activity-audit-{}-dlq", self.stage))
             .map_err(ProduceError::NotAcknowledged)?;
         Ok(self.bus.get_or_init(|| bus).clone())

@@ -53,7 +53,9 @@ pub struct Bus {
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus").field("timeout", &self.timeout).finish()
+        f.debug_struct("Bus")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -143,9 +145,10 @@ impl Bus {
             let fut = loop {
                 match self.producer.send_result(record) {
                     Ok(f) => break f,
-                    Err((KafkaError::MessageProduction(code), rec))
-                        if code == rdkafka::types::RDKafkaErrorCode::QueueFull =>
-                    {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        rec,
+                    )) => {
                         if tokio::time::Instant::now() >= deadline {
                             return Err(ProduceError::QueueFull);
                         }
@@ -209,12 +212,22 @@ impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, _: &rdkafka::consumer::BaseConsumer<Self>, r: &Rebalance<'_>) {
         match r {
             Rebalance::Revoke(tpl) => {
-                tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions revoked")
+                tracing::info!(
+                    stage = self.stage,
+                    partitions = tpl.count(),
+                    "partitions revoked"
+                )
             }
             Rebalance::Assign(tpl) => {
-                tracing::info!(stage = self.stage, partitions = tpl.count(), "partitions assigned")
+                tracing::info!(
+                    stage = self.stage,
+                    partitions = tpl.count(),
+                    "partitions assigned"
+                )
             }
-            Rebalance::Error(e) => tracing::warn!(stage = self.stage, error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                tracing::warn!(stage = self.stage, error = %e, "rebalance error")
+            }
         }
     }
 }
@@ -319,16 +332,18 @@ pub async fn ensure_topics(
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
         .collect();
     let results = admin
-        .create_topics(&new, &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
         .await?;
     for r in results {
         match r {
             Ok(_) => {}
             Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((t, code)) => {
-                return Err(KafkaError::AdminOp(code)).inspect_err(|_| {
-                    tracing::error!(topic = t, ?code, "creating topic failed")
-                });
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| tracing::error!(topic = t, ?code, "creating topic failed"));
             }
         }
     }

@@ -8,8 +8,7 @@ use prometheus::{
 use std::sync::LazyLock;
 
 pub static EVENTS_IN: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("aa_events_in_total", "Events a stage received", &["stage"])
-        .unwrap()
+    register_int_counter_vec!("aa_events_in_total", "Events a stage received", &["stage"]).unwrap()
 });
 pub static EVENTS_OUT: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(

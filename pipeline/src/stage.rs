@@ -49,7 +49,11 @@ type Pending = Pin<Box<dyn Future<Output = Option<(String, i32, i64)>> + Send>>;
 
 /// Groups events by partition (of their partition key) and encodes each group as batch
 /// messages for `topic`, which has `partitions` partitions.
-pub fn encode_by_partition(events: &[ActivityEvent], topic: &str, partitions: i32) -> Vec<Outgoing> {
+pub fn encode_by_partition(
+    events: &[ActivityEvent],
+    topic: &str,
+    partitions: i32,
+) -> Vec<Outgoing> {
     let mut groups: BTreeMap<i32, Vec<&ActivityEvent>> = BTreeMap::new();
     for e in events {
         let p = schemas::topics::partition_for(&schemas::topics::partition_key(e), partitions);
@@ -197,7 +201,12 @@ mod tests {
         let out = encode_by_partition(&events, "topic", 64);
         let pa = schemas::topics::partition_for("t/c/pod/ns/a", 64);
         let a = out.iter().find(|o| o.partition == Some(pa)).unwrap();
-        assert_eq!(batch::decode(&a.payload).filter(|e| e.as_ref().unwrap().pod == "a").count(), 2);
+        assert_eq!(
+            batch::decode(&a.payload)
+                .filter(|e| e.as_ref().unwrap().pod == "a")
+                .count(),
+            2
+        );
         let one = encode_by_partition(&events, "topic", 1);
         assert_eq!(one.len(), 1, "one message per partition");
     }

@@ -84,21 +84,26 @@ struct AppState {
 }
 
 fn err(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, axum::Json(serde_json::json!({ "error": msg.into() }))).into_response()
+    (
+        status,
+        axum::Json(serde_json::json!({ "error": msg.into() })),
+    )
+        .into_response()
 }
 
-fn tenant(st: &AppState, headers: &HeaderMap) -> Result<String, Response> {
+/// The caller's tenant, or the status and message to answer with.
+fn tenant(st: &AppState, headers: &HeaderMap) -> Result<String, (StatusCode, &'static str)> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
-        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "missing bearer token"))?;
+        .ok_or((StatusCode::UNAUTHORIZED, "missing bearer token"))?;
     let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     st.tokens
         .get(&key)
         .cloned()
-        .ok_or_else(|| err(StatusCode::UNAUTHORIZED, "unknown token"))
+        .ok_or((StatusCode::UNAUTHORIZED, "unknown token"))
 }
 
 #[derive(Deserialize)]
@@ -117,7 +122,7 @@ async fn entries(
 ) -> Response {
     let tenant = match tenant(&st, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err((status, msg)) => return err(status, msg),
     };
     let limit = q.limit.unwrap_or(25);
     if !(1..=1000).contains(&limit) {
@@ -157,7 +162,7 @@ async fn entries(
 async fn entry(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let tenant = match tenant(&st, &headers) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err((status, msg)) => return err(status, msg),
     };
     let sql = format!(
         "SELECT {} FROM events FINAL WHERE tenant = {} AND id = {} LIMIT 1",
@@ -187,7 +192,10 @@ pub async fn start(
     let app = Router::new()
         .route("/api/v1/activity/entries", get(entries))
         .route("/api/v1/activity/entries/{id}", get(entry))
-        .with_state(AppState { ch: ch.clone(), tokens });
+        .with_state(AppState {
+            ch: ch.clone(),
+            tokens,
+        });
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let bound = listener.local_addr()?;
     ready.set(ch.ping().await);

@@ -57,9 +57,7 @@ pub fn decode_line(line: &[u8]) -> Result<ActivityEvent, String> {
 
 /// Decodes a batch message; blank lines are skipped, bad lines reported with their number.
 pub fn decode(payload: &[u8]) -> impl Iterator<Item = Result<ActivityEvent, BadLine>> + '_ {
-    lines(payload).map(|(i, l)| {
-        decode_line(l).map_err(|message| BadLine { line: i, message })
-    })
+    lines(payload).map(|(i, l)| decode_line(l).map_err(|message| BadLine { line: i, message }))
 }
 
 /// The non-blank lines of a batch message with their 1-based numbers.

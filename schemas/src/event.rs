@@ -168,7 +168,10 @@ pub struct ActivityEvent {
         skip_serializing_if = "String::is_empty"
     )]
     pub workload_name: String,
-    #[serde(rename = "kubernetes.pod.name", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "kubernetes.pod.name",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub pod: String,
     #[serde(
         rename = "kubernetes.node.name",
@@ -359,7 +362,10 @@ impl ActivityEvent {
                     return Err(invalid("verb", "a kubernetes activity needs a verb"));
                 }
                 if self.resource.is_empty() {
-                    return Err(invalid("resource", "a kubernetes activity needs a resource"));
+                    return Err(invalid(
+                        "resource",
+                        "a kubernetes activity needs a resource",
+                    ));
                 }
             }
         }
@@ -367,7 +373,10 @@ impl ActivityEvent {
             if value.len() > MAX_FIELD_BYTES {
                 return Err(invalid(
                     field,
-                    format!("{} bytes exceeds the {MAX_FIELD_BYTES}-byte limit", value.len()),
+                    format!(
+                        "{} bytes exceeds the {MAX_FIELD_BYTES}-byte limit",
+                        value.len()
+                    ),
                 ));
             }
         }
@@ -385,14 +394,15 @@ impl ActivityEvent {
 
     /// Fills fields derivable from others (file directory from its path). Idempotent.
     pub fn normalize(&mut self) {
-        if self.kind == ActivityType::Fileaccess && self.directory.is_empty() {
-            if let Some(pos) = self.filename.rfind('/') {
-                self.directory = if pos == 0 {
-                    "/".to_string()
-                } else {
-                    self.filename[..pos].to_string()
-                };
-            }
+        if self.kind == ActivityType::Fileaccess
+            && self.directory.is_empty()
+            && let Some(pos) = self.filename.rfind('/')
+        {
+            self.directory = if pos == 0 {
+                "/".to_string()
+            } else {
+                self.filename[..pos].to_string()
+            };
         }
     }
 
@@ -426,7 +436,10 @@ mod tests {
         e.cluster = "prod".into();
         e.pod = "web-1".into();
         let json = serde_json::to_string(&e).unwrap();
-        assert!(json.contains("\"kubernetes.cluster.name\":\"prod\""), "{json}");
+        assert!(
+            json.contains("\"kubernetes.cluster.name\":\"prod\""),
+            "{json}"
+        );
         assert!(json.contains("\"kubernetes.pod.name\":\"web-1\""), "{json}");
         assert!(json.contains("\"uid\":0"), "root must stay visible: {json}");
         assert!(!json.contains("userLoginUid"), "{json}");

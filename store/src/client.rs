@@ -15,7 +15,9 @@ pub struct ClickHouse {
 
 impl std::fmt::Debug for ClickHouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouse").field("cfg", &self.cfg).finish()
+        f.debug_struct("ClickHouse")
+            .field("cfg", &self.cfg)
+            .finish()
     }
 }
 
@@ -79,20 +81,22 @@ impl ClickHouse {
             ));
         }
         // ClickHouse can fail mid-stream after sending 200: the exception is appended.
-        if let Some(pos) = find(&bytes, b"\nCode: ") {
-            if bytes[pos..].windows(13).any(|w| w == b"DB::Exception") {
-                return Err(StoreError::from_body(
-                    500,
-                    &String::from_utf8_lossy(&bytes[pos + 1..]),
-                ));
-            }
+        if let Some(pos) = find(&bytes, b"\nCode: ")
+            && bytes[pos..].windows(13).any(|w| w == b"DB::Exception")
+        {
+            return Err(StoreError::from_body(
+                500,
+                &String::from_utf8_lossy(&bytes[pos + 1..]),
+            ));
         }
         Ok(bytes_body::Body(bytes.to_vec()))
     }
 
     /// Runs a statement (DDL, ALTER, …) against the configured database.
     pub async fn execute(&self, sql: &str) -> Result<(), StoreError> {
-        self.post(None, sql.as_bytes().to_vec(), true).await.map(|_| ())
+        self.post(None, sql.as_bytes().to_vec(), true)
+            .await
+            .map(|_| ())
     }
 
     /// Runs a statement without selecting a database (e.g. `CREATE DATABASE`).

@@ -2,7 +2,6 @@
 //! filter on, and the RowBinary encoding of an [`ActivityEvent`] in exactly this order.
 //! [`COLUMNS`] is the single source for the DDL, the insert and the reads.
 
-
 /// Value type of a column as users see it (drives filter operators and the UI).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -25,8 +24,18 @@ pub struct Column {
     pub kind: Kind,
 }
 
-const fn col(name: &'static str, ch_type: &'static str, attribute: &'static str, kind: Kind) -> Column {
-    Column { name, ch_type, attribute, kind }
+const fn col(
+    name: &'static str,
+    ch_type: &'static str,
+    attribute: &'static str,
+    kind: Kind,
+) -> Column {
+    Column {
+        name,
+        ch_type,
+        attribute,
+        kind,
+    }
 }
 
 pub const TYPE_ENUM: &str =
@@ -42,7 +51,12 @@ pub const COLUMNS: &[Column] = &[
     col("timestamp", "Int64", "timestamp", Timestamp),
     col("id", "String", "id", Text),
     col("source", "SOURCE", "source", Text),
-    col("received_timestamp", "Int64", "receivedTimestamp", Timestamp),
+    col(
+        "received_timestamp",
+        "Int64",
+        "receivedTimestamp",
+        Timestamp,
+    ),
     col("trace_id", "String", "traceId", Text),
     col("hostname", "LC", "hostname", Text),
     col("host_mac", "LC", "host.mac", Text),
@@ -68,7 +82,12 @@ pub const COLUMNS: &[Column] = &[
     col("user_login_name", "LC", "userLoginName", Text),
     col("tty", "Nullable(Int64)", "tty", Number),
     col("login_shell_id", "Nullable(Int64)", "loginShellId", Number),
-    col("login_shell_distance", "Nullable(Int64)", "loginShellDistance", Number),
+    col(
+        "login_shell_distance",
+        "Nullable(Int64)",
+        "loginShellDistance",
+        Number,
+    ),
     col("process_start_time", "Int64", "processStartTime", Timestamp),
     col("exec_id", "String", "execId", Text),
     col("parent_exec_id", "String", "parentExecId", Text),
@@ -91,7 +110,12 @@ pub const COLUMNS: &[Column] = &[
     col("user_name", "LC", "user.username", Text),
     col("user_groups", "Array(String)", "user.groups", TextList),
     col("user_agent", "String", "userAgent", Text),
-    col("source_addresses", "Array(String)", "sourceAddresses", TextList),
+    col(
+        "source_addresses",
+        "Array(String)",
+        "sourceAddresses",
+        TextList,
+    ),
     col("audit_id", "String", "auditId", Text),
     col("response_code", "Int64", "responseCode", Number),
     col("stages_started", "Int64", "stages.started", Timestamp),

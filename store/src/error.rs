@@ -70,13 +70,22 @@ mod tests {
 
     #[test]
     fn classifies_server_errors() {
-        let e = StoreError::from_body(500, "Code: 27, e.displayText() = DB::Exception: Cannot parse input");
+        let e = StoreError::from_body(
+            500,
+            "Code: 27, e.displayText() = DB::Exception: Cannot parse input",
+        );
         assert!(matches!(e, StoreError::Server { code: 27, .. }));
         assert!(e.is_bad_data() && !e.is_retryable());
-        let e = StoreError::from_body(500, "Code: 252, e.displayText() = DB::Exception: Too many parts");
+        let e = StoreError::from_body(
+            500,
+            "Code: 252, e.displayText() = DB::Exception: Too many parts",
+        );
         assert!(e.is_retryable() && !e.is_bad_data());
         let e = StoreError::from_body(404, "Code: 60, Table default.x doesn't exist");
-        assert!(e.is_retryable(), "a missing table is an operator problem: keep the data");
+        assert!(
+            e.is_retryable(),
+            "a missing table is an operator problem: keep the data"
+        );
         assert!(StoreError::from_body(502, "bad gateway").is_retryable());
     }
 }

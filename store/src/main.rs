@@ -3,7 +3,6 @@
 use clap::Parser;
 use std::path::PathBuf;
 
-
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -22,7 +21,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     pipeline::telemetry::init();
     let args = Args::parse();
-    let cfg: store::writer::WriterConfig = pipeline::config::load(args.config.as_deref(), "AA_WRITER")?;
+    let cfg: store::writer::WriterConfig =
+        pipeline::config::load(args.config.as_deref(), "AA_WRITER")?;
     cfg.validate()?;
     if args.migrate_only {
         let ch = store::ClickHouse::new(cfg.clickhouse.clone());

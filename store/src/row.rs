@@ -180,9 +180,17 @@ impl<'a> From<&'a ActivityEvent> for EventView<'a> {
             container: Cow::Borrowed(&e.container),
             stdin: e.stdin,
             user_name: Cow::Borrowed(&e.user_name),
-            user_groups: e.user_groups.iter().map(|s| Cow::Borrowed(s.as_str())).collect(),
+            user_groups: e
+                .user_groups
+                .iter()
+                .map(|s| Cow::Borrowed(s.as_str()))
+                .collect(),
             user_agent: Cow::Borrowed(&e.user_agent),
-            source_addresses: e.source_addresses.iter().map(|s| Cow::Borrowed(s.as_str())).collect(),
+            source_addresses: e
+                .source_addresses
+                .iter()
+                .map(|s| Cow::Borrowed(s.as_str()))
+                .collect(),
             audit_id: Cow::Borrowed(&e.audit_id),
             response_code: e.response_code,
             stages_started: e.stages_started,
@@ -368,7 +376,11 @@ mod tests {
         let e = full_event();
         let json = serde_json::to_vec(&e).unwrap();
         let view = decode_view(&json).unwrap();
-        assert_eq!(view, EventView::from(&e), "decoding the view loses or adds nothing");
+        assert_eq!(
+            view,
+            EventView::from(&e),
+            "decoding the view loses or adds nothing"
+        );
         // Every field is set, so a field missing from the view would fail the line above
         // (deny_unknown_fields) or leave a default that differs.
         let mut a = Vec::new();

@@ -10,10 +10,11 @@
 
 use crate::client::ClickHouse;
 use crate::columns::names;
-use crate::row::{decode_view, write_view};
 use crate::config::ClickHouseConfig;
 use crate::error::StoreError;
 use crate::metrics::{INSERT_LATENCY, INSERT_RETRIES, ROWS_REJECTED};
+use crate::row::{decode_view, write_view};
+use bytes::Bytes;
 use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::deadletter::{DeadLetters, Origin};
 use pipeline::kafka::{Acks, Outgoing, StageConsumer, commit_now};
@@ -23,7 +24,6 @@ use pipeline::shutdown::Shutdown;
 use rdkafka::Message;
 use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
-use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -201,7 +201,13 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
     Ok(())
 }
 
-fn add_message(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], key: Option<&[u8]>, origin: Origin) {
+fn add_message(
+    batch: &mut Batch,
+    dlq: &DeadLetters,
+    payload: &[u8],
+    key: Option<&[u8]>,
+    origin: Origin,
+) {
     let msg_idx = batch.origins.len() as u32;
     let mut n = 0u64;
     let mut bad = Vec::new();
@@ -215,7 +221,9 @@ fn add_message(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], key: Option
                 write_view(&mut batch.body, &view);
                 batch.row_ends.push(batch.body.len());
                 let start = (arena_base + (line.as_ptr() as usize - base)) as u32;
-                batch.sources.push((msg_idx, start, start + line.len() as u32));
+                batch
+                    .sources
+                    .push((msg_idx, start, start + line.len() as u32));
                 n += 1;
             }
             Err(e) => bad.push(format!("line {n_line}: {e}")),
@@ -223,11 +231,25 @@ fn add_message(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], key: Option
     }
     EVENTS_IN.with_label_values(&[STAGE]).inc_by(n);
     if !bad.is_empty() {
-        let key = key.map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
-        tracing::warn!(bad = bad.len(), offset = origin.offset, "dead-lettering undecodable events");
-        batch.dead.push(dlq.record(payload.to_vec(), key, "undecodable", &bad.join("; "), &origin));
+        let key = key
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        tracing::warn!(
+            bad = bad.len(),
+            offset = origin.offset,
+            "dead-lettering undecodable events"
+        );
+        batch.dead.push(dlq.record(
+            payload.to_vec(),
+            key,
+            "undecodable",
+            &bad.join("; "),
+            &origin,
+        ));
     }
-    batch.acks.ack(&origin.topic, origin.partition, origin.offset);
+    batch
+        .acks
+        .ack(&origin.topic, origin.partition, origin.offset);
     batch.arena.extend_from_slice(payload);
     batch.origins.push(origin);
 }
@@ -251,7 +273,13 @@ async fn flush(
     let mut rejected = Vec::new();
     // The whole batch first, sharing the body without a copy; its buffer comes back after.
     let shared = Arc::new(std::mem::take(&mut batch.body));
-    let first = insert_retrying(ch, columns, Bytes::from_owner(Shared(shared.clone())), shutdown).await;
+    let first = insert_retrying(
+        ch,
+        columns,
+        Bytes::from_owner(Shared(shared.clone())),
+        shutdown,
+    )
+    .await;
     batch.body = Arc::try_unwrap(shared).unwrap_or_default();
     match first {
         Ok(()) => {}
@@ -267,7 +295,13 @@ async fn flush(
     for (row, err) in rejected {
         ROWS_REJECTED.inc();
         let origin = &batch.origins[batch.sources[row].0 as usize];
-        let rec = dlq.record(batch.line(row).to_vec(), String::new(), "rejected", &err, origin);
+        let rec = dlq.record(
+            batch.line(row).to_vec(),
+            String::new(),
+            "rejected",
+            &err,
+            origin,
+        );
         batch.dead.push(rec);
     }
     if !batch.dead.is_empty() {
@@ -281,8 +315,12 @@ async fn flush(
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
-    EVENTS_OUT.with_label_values(&[STAGE]).inc_by(batch.rows() as u64);
-    BATCH_SIZE.with_label_values(&[STAGE]).observe(batch.rows() as f64);
+    EVENTS_OUT
+        .with_label_values(&[STAGE])
+        .inc_by(batch.rows() as u64);
+    BATCH_SIZE
+        .with_label_values(&[STAGE])
+        .observe(batch.rows() as f64);
     batch.acks.store(consumer);
     batch.reset();
     true

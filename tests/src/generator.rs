@@ -12,7 +12,7 @@ impl Rng {
     pub fn new(seed: u64) -> Self {
         Rng(seed)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -20,7 +20,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.next_u64() % n
     }
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
@@ -38,12 +38,28 @@ const WORKLOADS: &[(&str, &str)] = &[
 const COMMANDS: &[(&str, &str, &str)] = &[
     ("bash", "bash", "/bin/bash"),
     ("ps", "ps aux", "/bin/ps"),
-    ("curl", "curl -s http://checkout.shop.svc:8080/healthz", "/usr/bin/curl"),
+    (
+        "curl",
+        "curl -s http://checkout.shop.svc:8080/healthz",
+        "/usr/bin/curl",
+    ),
     ("cat", "cat /etc/passwd", "/bin/cat"),
     ("psql", "psql -U admin -h postgres orders", "/usr/bin/psql"),
-    ("ls", "ls -la /var/run/secrets/kubernetes.io/serviceaccount", "/bin/ls"),
-    ("apt-get", "apt-get install -y apache2-utils", "/usr/bin/apt-get"),
-    ("ab", "ab -n 100000 -c 50 http://frontend.shop.svc/", "/usr/bin/ab"),
+    (
+        "ls",
+        "ls -la /var/run/secrets/kubernetes.io/serviceaccount",
+        "/bin/ls",
+    ),
+    (
+        "apt-get",
+        "apt-get install -y apache2-utils",
+        "/usr/bin/apt-get",
+    ),
+    (
+        "ab",
+        "ab -n 100000 -c 50 http://frontend.shop.svc/",
+        "/usr/bin/ab",
+    ),
 ];
 const FILES: &[&str] = &[
     "/etc/passwd",
@@ -55,7 +71,10 @@ const FILES: &[&str] = &[
 const USERS: &[(&str, &[&str])] = &[
     ("johndoe@example.com", &["devs", "system:authenticated"]),
     ("alice", &["system:masters", "system:authenticated"]),
-    ("system:serviceaccount:ci:deployer", &["system:serviceaccounts"]),
+    (
+        "system:serviceaccount:ci:deployer",
+        &["system:serviceaccounts"],
+    ),
 ];
 
 /// Generates `n` events starting at `start_ns`, spaced about 1 ms apart. With `with_ids`
@@ -87,7 +106,7 @@ pub fn event(r: &mut Rng, ts: i64) -> ActivityEvent {
         source: Source::Native,
         hostname: format!("ip-10-0-{node_n}-17"),
         host_mac: format!("02:42:ac:11:00:{node_n:02x}"),
-        container_id: format!("{:012x}", r.next() & 0xffff_ffff_ffff),
+        container_id: format!("{:012x}", r.next_u64() & 0xffff_ffff_ffff),
         container_name: wn.to_string(),
         container_image: format!("registry.example.com/{ns}/{wn}:1.{}", pod_n),
         namespace: ns.to_string(),
@@ -119,7 +138,11 @@ pub fn event(r: &mut Rng, ts: i64) -> ActivityEvent {
             e.user_groups = groups.iter().map(|g| g.to_string()).collect();
             e.user_agent = "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46".into();
             e.source_addresses = vec![format!("203.0.113.{}", r.below(250))];
-            e.audit_id = format!("{:08x}-9f1c-4c1a-8d1e-{:012x}", r.next() as u32, r.next() & 0xffff_ffff_ffff);
+            e.audit_id = format!(
+                "{:08x}-9f1c-4c1a-8d1e-{:012x}",
+                r.next_u64() as u32,
+                r.next_u64() & 0xffff_ffff_ffff
+            );
             e.response_code = 101;
             e.stages_started = ts;
             e.stages_completed = ts + 30_000_000_000 + r.below(1_000_000_000) as i64;

@@ -152,9 +152,18 @@ impl World {
             .env(format!("{prefix}__TOPICS__RAW"), &self.topics.raw)
             .env(format!("{prefix}__TOPICS__ENRICHED"), &self.topics.enriched)
             .env(format!("{prefix}__TOPICS__EVENTS"), &self.topics.events)
-            .env(format!("{prefix}__TOPICS__DEADLETTER"), &self.topics.deadletter)
-            .env(format!("{prefix}__OPS__LISTEN"), format!("127.0.0.1:{}", free_port()))
-            .env(format!("{prefix}__KAFKA__INSTANCE_ID"), format!("{}-{prefix}", self.name));
+            .env(
+                format!("{prefix}__TOPICS__DEADLETTER"),
+                &self.topics.deadletter,
+            )
+            .env(
+                format!("{prefix}__OPS__LISTEN"),
+                format!("127.0.0.1:{}", free_port()),
+            )
+            .env(
+                format!("{prefix}__KAFKA__INSTANCE_ID"),
+                format!("{}-{prefix}", self.name),
+            );
     }
 
     /// Starts one service binary configured for this world.
@@ -172,7 +181,10 @@ impl World {
                     .env("AA_INGEST__TOKENS_FILE", &self.tokens_file);
             }
             Service::Enricher | Service::Correlator => {
-                cmd.env(format!("{prefix}__GROUP"), format!("{}-{}", self.name, service.binary()));
+                cmd.env(
+                    format!("{prefix}__GROUP"),
+                    format!("{}-{}", self.name, service.binary()),
+                );
             }
             Service::Writer => {
                 cmd.env("AA_WRITER__GROUP", format!("{}-writer", self.name))
@@ -188,7 +200,9 @@ impl World {
         cmd.env("RUST_LOG", "info,rdkafka=warn")
             .stdout(Stdio::null())
             .stderr(log);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         let proc = Proc { child, port };
         if let Some(p) = port {
             wait_port(p, Duration::from_secs(30));
@@ -208,7 +222,9 @@ impl World {
 
     /// Distinct events of the tenant as readers see them.
     pub async fn count(&self) -> u64 {
-        store::read::count(&self.clickhouse(), &self.tenant).await.unwrap_or(0)
+        store::read::count(&self.clickhouse(), &self.tenant)
+            .await
+            .unwrap_or(0)
     }
 
     /// Waits until readers see `n` events (or the timeout); returns the last count.
@@ -265,7 +281,10 @@ impl Proc {
         let _ = self.child.wait();
     }
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port.expect("service has no HTTP port"))
+        format!(
+            "http://127.0.0.1:{}",
+            self.port.expect("service has no HTTP port")
+        )
     }
 }
 
@@ -305,7 +324,11 @@ pub async fn post_events(http: &reqwest::Client, base: &str, token: &str, body: 
         match r {
             Ok(resp) if resp.status().is_success() => return,
             Ok(resp) if resp.status().as_u16() == 503 => {}
-            Ok(resp) => panic!("ingest answered {}: {}", resp.status(), resp.text().await.unwrap_or_default()),
+            Ok(resp) => panic!(
+                "ingest answered {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ),
             Err(_) => {}
         }
         tokio::time::sleep(backoff).await;

@@ -1,7 +1,7 @@
 //! End to end through the real broker and ClickHouse: ingest → enricher → correlator → writer.
 //! Needs the local stack (`deploy/local/stack-up.sh`, which `deploy/local/test.sh` runs).
 
-use integration_tests::{World, Service, generator, post_events};
+use integration_tests::{Service, World, generator, post_events};
 use schemas::ActivityEvent;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -24,17 +24,24 @@ async fn hundred_thousand_events_round_trip_every_field() {
     let n = world.wait_count(100_000, Duration::from_secs(180)).await;
     assert_eq!(n, 100_000, "rows visible to readers");
 
-    let stored = store::read::all(&world.clickhouse(), &world.tenant).await.unwrap();
+    let stored = store::read::all(&world.clickhouse(), &world.tenant)
+        .await
+        .unwrap();
     assert_eq!(stored.len(), 100_000);
     let by_id: HashMap<&str, &ActivityEvent> = stored.iter().map(|e| (e.id.as_str(), e)).collect();
     assert_eq!(by_id.len(), 100_000, "ids are unique");
     for s in &sent {
-        let got = by_id.get(s.id.as_str()).unwrap_or_else(|| panic!("event {} missing", s.id));
+        let got = by_id
+            .get(s.id.as_str())
+            .unwrap_or_else(|| panic!("event {} missing", s.id));
         let mut expected = s.clone();
         expected.tenant.clone_from(&world.tenant);
         expected.cluster.clone_from(&world.cluster);
         expected.source = schemas::Source::Native;
-        assert!(got.received_timestamp >= START_NS, "received timestamp stamped");
+        assert!(
+            got.received_timestamp >= START_NS,
+            "received timestamp stamped"
+        );
         expected.received_timestamp = got.received_timestamp;
         assert_eq!(**got, expected, "event {} round-trips", s.id);
     }
@@ -69,7 +76,10 @@ async fn survive_kill(victim: Service) {
     }
     poster.await.unwrap();
     let n = world.wait_count(100_000, Duration::from_secs(240)).await;
-    assert_eq!(n, 100_000, "every event visible exactly once after {victim:?} crashes");
+    assert_eq!(
+        n, 100_000,
+        "every event visible exactly once after {victim:?} crashes"
+    );
     let ch = world.clickhouse();
     let distinct = ch
         .query_text(&format!(
