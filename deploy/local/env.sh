@@ -29,5 +29,5 @@ wait_for() {
   return 1
 }
 
-ch_ping() { curl -fsS "$AA_CH_URL/ping" >/dev/null; }
+ch_ping() { curl -fs "$AA_CH_URL/ping" >/dev/null 2>&1; }
 kafka_ping() { (exec 3<>"/dev/tcp/127.0.0.1/$AA_KAFKA_PORT") 2>/dev/null; }

@@ -12,4 +12,12 @@ log "cargo clippy"
 cargo clippy -q --workspace --all-targets -- -D warnings
 log "cargo test"
 export AA_BROKERS AA_CH_URL
-cargo test --workspace --no-fail-fast -- --test-threads 2
+out="$AA_STATE/test-output.log"
+set +e
+cargo test --workspace --all-targets --no-fail-fast -- --test-threads 2 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole workspace (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "workspace: %d passed, %d failed\n", p, f }' "$out"
+exit "$status"

@@ -21,7 +21,26 @@ pub struct IngestConfig {
     pub max_event_bytes: usize,
     /// `Retry-After` seconds sent with 503.
     pub retry_after_secs: u32,
+    pub activity: ActivityConfig,
     pub ops: OpsConfig,
+}
+
+/// Which agent events are activity (brief §1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActivityConfig {
+    /// Keep only what interactive processes do (a tty, a login shell, exec'd into a container,
+    /// ssh/telnet connections). `false` keeps every Falco and Tetragon event of the supported
+    /// kinds (much more data).
+    pub interactive_only: bool,
+}
+
+impl Default for ActivityConfig {
+    fn default() -> Self {
+        ActivityConfig {
+            interactive_only: true,
+        }
+    }
 }
 
 impl Default for IngestConfig {
@@ -37,6 +56,7 @@ impl Default for IngestConfig {
             max_body_bytes: 32 << 20,
             max_event_bytes: 256 << 10,
             retry_after_secs: 5,
+            activity: ActivityConfig::default(),
             ops: OpsConfig::on_port(9419),
         }
     }

@@ -1,16 +1,25 @@
 //! HTTP routes of ingest. Every route authenticates; bodies are size-limited before and after
 //! decompression; the answer is 200 only when Kafka acknowledged every accepted event.
 //!
-//! `POST /v1/events` answers `{"accepted": n, "rejected": [{"index", "error"}]}`; rejected
-//! items are also sent to the dead-letter topic. All items rejected: 400. Kafka unavailable:
-//! 503 with `Retry-After` (nothing is confirmed; retrying is safe, ids are deterministic).
+//! | route | body |
+//! |---|---|
+//! | `POST /v1/events` | native `ActivityEvent`s (array, JSON lines or one object) |
+//! | `POST /v1/k8s-audit` | the API server's audit webhook (`EventList`, `Event`, AKS, GKE) |
+//! | `POST /v1/falco` | Falco `http_output` alerts |
+//! | `POST /v1/tetragon` | Tetragon JSON export lines |
+//!
+//! Answer: `{"accepted": n, "dropped": n, "rejected": [{"index", "error"}]}`. `dropped` counts
+//! valid items that are not activity. Rejected items are also sent to the dead-letter topic
+//! with the reasons. Nothing accepted and something rejected: 400. Kafka unavailable: 503 with
+//! `Retry-After` (nothing is confirmed; retrying is safe, ids are deterministic).
 
 use crate::auth::{Identity, Tokens, bearer};
 use crate::config::IngestConfig;
 use crate::error::{ErrorResponse, IngestError};
-use crate::metrics::{ACCEPTED, BYTES, PRODUCE_LATENCY, RECEIVED, REJECTED};
-use crate::native::{Rejected, decode_event, split_items};
+use crate::metrics::{ACCEPTED, BYTES, DROPPED, PRODUCE_LATENCY, RECEIVED, REJECTED};
+use crate::native::Rejected;
 use crate::publish::{publish, stamp};
+use crate::sources::{Outcome, falco, k8s_audit, tetragon};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -48,7 +57,19 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/v1/events", post(native_events))
+        .route(
+            "/v1/events",
+            post(|s, h, b| ingest(s, h, b, Source::Native)),
+        )
+        .route(
+            "/v1/k8s-audit",
+            post(|s, h, b| ingest(s, h, b, Source::K8sAudit)),
+        )
+        .route("/v1/falco", post(|s, h, b| ingest(s, h, b, Source::Falco)))
+        .route(
+            "/v1/tetragon",
+            post(|s, h, b| ingest(s, h, b, Source::Tetragon)),
+        )
         .with_state(state)
 }
 
@@ -105,8 +126,13 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     Ok(Bytes::from(out))
 }
 
-async fn native_events(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    match handle_native(&st, &headers, body).await {
+async fn ingest(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    source: Source,
+) -> Response {
+    match handle(&st, &headers, body, source).await {
         Ok(r) => r,
         Err(mut e) => {
             e.retry_after_secs = st.0.cfg.retry_after_secs;
@@ -115,51 +141,81 @@ async fn native_events(State(st): State<AppState>, headers: HeaderMap, body: Bod
     }
 }
 
-async fn handle_native(
+fn parse(cfg: &IngestConfig, source: Source, body: &[u8]) -> Result<Vec<Outcome>, IngestError> {
+    let interactive_only = cfg.activity.interactive_only;
+    match source {
+        Source::Native => crate::native::parse(body, cfg.max_event_bytes),
+        Source::K8sAudit => k8s_audit::parse(body),
+        Source::Falco => falco::parse(body, interactive_only),
+        Source::Tetragon => tetragon::parse(body, interactive_only),
+    }
+}
+
+async fn handle(
     st: &AppState,
     headers: &HeaderMap,
     body: Body,
+    source: Source,
 ) -> Result<Response, ErrorResponse> {
     let cfg = &st.0.cfg;
     let who = authenticate(&st.0.tokens, headers)?;
-    let source = Source::Native;
     let labels = [source.as_str(), who.tenant.as_str()];
     let body = read_body(headers, body, cfg.max_body_bytes).await?;
     BYTES.with_label_values(&labels).inc_by(body.len() as u64);
-    let items = split_items(&body)?;
+    let span = tracing::debug_span!("request", source = source.as_str(), tenant = %who.tenant, bytes = body.len());
+    let _g = span.enter();
+    let outcomes = parse(cfg, source, &body)?;
     RECEIVED
         .with_label_values(&labels)
-        .inc_by(items.len() as u64);
+        .inc_by(outcomes.len() as u64);
     let received = now_ns();
-    let mut events = Vec::with_capacity(items.len());
+    let mut events = Vec::with_capacity(outcomes.len());
     let mut rejected = Vec::new();
-    let mut dead = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let raw: &[u8] = item.as_ref().map(|r| *r).unwrap_or_default();
-        match item.and_then(|raw| decode_event(raw, cfg.max_event_bytes)) {
-            Ok(mut e) => {
-                stamp(&mut e, &who, source, received);
-                events.push(e);
+    let mut dropped = 0u64;
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Outcome::Activity(mut e, key) => {
+                e.normalize();
+                match e.validate() {
+                    Ok(()) => {
+                        stamp(&mut e, &who, source, received, &key);
+                        events.push(*e);
+                    }
+                    Err(v) => rejected.push(Rejected {
+                        index,
+                        error: v.to_string(),
+                    }),
+                }
             }
-            Err(error) => {
-                let origin = Origin {
-                    tenant: who.tenant.clone(),
-                    ..Default::default()
-                };
-                dead.push(st.0.dlq.record(
-                    raw.to_vec(),
-                    format!("{}/{}", who.tenant, who.cluster),
-                    "rejected",
-                    &format!("item {index}: {error}"),
-                    &origin,
-                ));
-                rejected.push(Rejected { index, error });
-            }
+            Outcome::NotActivity => dropped += 1,
+            Outcome::Rejected(error) => rejected.push(Rejected { index, error }),
         }
     }
+    drop(_g);
     REJECTED
         .with_label_values(&labels)
         .inc_by(rejected.len() as u64);
+    DROPPED.with_label_values(&labels).inc_by(dropped);
+    let mut dead = Vec::new();
+    if !rejected.is_empty() {
+        // One dead letter per request: the body as received and every reason.
+        let reasons: Vec<String> = rejected
+            .iter()
+            .map(|r| format!("item {}: {}", r.index, r.error))
+            .collect();
+        let origin = Origin {
+            topic: format!("http:{}", source.as_str()),
+            tenant: who.tenant.clone(),
+            ..Default::default()
+        };
+        dead.push(st.0.dlq.record(
+            body.to_vec(),
+            format!("{}/{}", who.tenant, who.cluster),
+            "rejected",
+            &reasons.join("; "),
+            &origin,
+        ));
+    }
     let started = Instant::now();
     let sent = async {
         publish(&st.0.bus, &cfg.topics.raw, &events).await?;
@@ -179,13 +235,14 @@ async fn handle_native(
     ACCEPTED
         .with_label_values(&labels)
         .inc_by(events.len() as u64);
-    if events.is_empty() {
+    if events.is_empty() && dropped == 0 && !rejected.is_empty() {
         return Err(ErrorResponse {
             error: IngestError::AllRejected,
             rejected,
             retry_after_secs: cfg.retry_after_secs,
         });
     }
-    let body = serde_json::json!({ "accepted": events.len(), "rejected": rejected });
+    let body =
+        serde_json::json!({ "accepted": events.len(), "dropped": dropped, "rejected": rejected });
     Ok(axum::Json(body).into_response())
 }

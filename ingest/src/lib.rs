@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod native;
 pub mod publish;
+pub mod sources;
 
 pub use config::IngestConfig;
 

@@ -58,6 +58,23 @@ fn malformed(e: serde_json::Error) -> IngestError {
     }
 }
 
+/// Parses a native body into outcomes (ids derive from content, so the key is empty).
+pub fn parse(
+    body: &[u8],
+    max_event_bytes: usize,
+) -> Result<Vec<crate::sources::Outcome>, IngestError> {
+    use crate::sources::Outcome;
+    Ok(split_items(body)?
+        .into_iter()
+        .map(
+            |item| match item.and_then(|raw| decode_event(raw, max_event_bytes)) {
+                Ok(e) => Outcome::Activity(Box::new(e), Vec::new()),
+                Err(e) => Outcome::Rejected(e),
+            },
+        )
+        .collect())
+}
+
 /// Decodes and validates one native item; the error names the field at fault.
 pub fn decode_event(raw: &[u8], max_event_bytes: usize) -> Result<ActivityEvent, String> {
     if raw.len() > max_event_bytes {

@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod event;
 pub mod id;
+pub mod time;
 pub mod topics;
 
 pub use event::{ActivityEvent, ActivityType, Source};
