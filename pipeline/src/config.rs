@@ -43,6 +43,10 @@ pub struct KafkaConfig {
     pub instance_id: String,
     /// Consumer group session timeout, milliseconds.
     pub session_timeout_ms: u64,
+    /// Idempotent producer (default on). Brokers without KIP-360 epoch bumps (tansu 0.6) fail
+    /// after a delivery timeout with it on; off, a librdkafka retry may write a message twice,
+    /// which the deterministic event ids make invisible to readers.
+    pub idempotence: bool,
 }
 
 impl Default for KafkaConfig {
@@ -53,6 +57,7 @@ impl Default for KafkaConfig {
             produce_timeout_ms: 30_000,
             instance_id: String::new(),
             session_timeout_ms: 45_000,
+            idempotence: true,
         }
     }
 }

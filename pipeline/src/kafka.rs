@@ -73,7 +73,7 @@ impl Bus {
         let mut c = base_config(cfg);
         c.set("client.id", client_id)
             .set("acks", "all")
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", cfg.idempotence.to_string())
             .set("linger.ms", "2")
             .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
             .set("queue.buffering.max.kbytes", "262144")

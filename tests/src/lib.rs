@@ -96,6 +96,8 @@ pub fn bin_dir() -> PathBuf {
 #[derive(Debug, Clone)]
 pub struct World {
     pub name: String,
+    /// Kafka bootstrap servers this world's services use.
+    pub brokers: String,
     pub topics: Topics,
     pub database: String,
     pub tenant: String,
@@ -108,9 +110,18 @@ pub struct World {
 impl World {
     /// Creates the topics (`partitions` each) and applies the migrations to a new database.
     pub async fn new(partitions: i32) -> World {
+        Self::on_brokers(&brokers(), partitions).await
+    }
+
+    /// A world whose services use the broker at `brokers` (e.g. a [`PrivateBroker`]).
+    pub async fn on_brokers(brokers: &str, partitions: i32) -> World {
         let name = unique("aat");
         let topics = Topics::with_prefix(&name);
-        pipeline::kafka::ensure_topics(&kafka_config(), &topics.all(), partitions)
+        let kafka = pipeline::config::KafkaConfig {
+            brokers: brokers.to_string(),
+            ..Default::default()
+        };
+        pipeline::kafka::ensure_topics(&kafka, &topics.all(), partitions)
             .await
             .expect("creating topics: is the local stack up? (deploy/local/stack-up.sh)");
         let database = name.clone();
@@ -133,6 +144,7 @@ impl World {
         .unwrap();
         World {
             name,
+            brokers: brokers.to_string(),
             topics,
             database,
             tenant,
@@ -148,7 +160,7 @@ impl World {
     }
 
     fn topic_env(&self, prefix: &str, cmd: &mut Command) {
-        cmd.env(format!("{prefix}__KAFKA__BROKERS"), brokers())
+        cmd.env(format!("{prefix}__KAFKA__BROKERS"), &self.brokers)
             .env(format!("{prefix}__TOPICS__RAW"), &self.topics.raw)
             .env(format!("{prefix}__TOPICS__ENRICHED"), &self.topics.enriched)
             .env(format!("{prefix}__TOPICS__EVENTS"), &self.topics.events)
@@ -168,8 +180,14 @@ impl World {
 
     /// Starts one service binary configured for this world.
     pub fn spawn(&self, service: Service) -> Proc {
+        self.spawn_with(service, &[])
+    }
+
+    /// Starts one service binary configured for this world, plus `extra` environment.
+    pub fn spawn_with(&self, service: Service, extra: &[(&str, &str)]) -> Proc {
         let bin = bin_dir().join(service.binary());
         let mut cmd = Command::new(&bin);
+        cmd.envs(extra.iter().copied());
         let prefix = service.env_prefix();
         self.topic_env(prefix, &mut cmd);
         let mut port = None;
@@ -212,8 +230,13 @@ impl World {
 
     /// The whole pipeline: ingest, enricher, correlator, writer.
     pub fn spawn_all(&self) -> Pipeline {
+        self.spawn_all_with(&[])
+    }
+
+    /// The whole pipeline, with `extra` environment for ingest.
+    pub fn spawn_all_with(&self, ingest_env: &[(&str, &str)]) -> Pipeline {
         Pipeline {
-            ingest: self.spawn(Service::Ingest),
+            ingest: self.spawn_with(Service::Ingest, ingest_env),
             enricher: self.spawn(Service::Enricher),
             correlator: self.spawn(Service::Correlator),
             writer: self.spawn(Service::Writer),
@@ -335,4 +358,123 @@ pub async fn post_events(http: &reqwest::Client, base: &str, token: &str, body: 
         backoff = (backoff * 2).min(Duration::from_secs(2));
     }
     panic!("ingest kept failing");
+}
+
+/// A tansu broker of its own (the local stack's binary, its own port and data folder), for
+/// tests that stop and restart the broker without disturbing other tests.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    fn binary() -> PathBuf {
+        if let Ok(p) = std::env::var("TANSU_BIN") {
+            return PathBuf::from(p);
+        }
+        let cache = std::env::var("AA_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".cache/activity-audit")
+            });
+        cache.join("tansu-0.6.0/bin/tansu")
+    }
+
+    pub fn start() -> PrivateBroker {
+        let dir = std::env::temp_dir().join(unique("aat_broker"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut b = PrivateBroker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        b.restart();
+        b
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port with the same data.
+    pub fn restart(&mut self) {
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("broker.log"))
+            .unwrap();
+        let child = Command::new(Self::binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting tansu (run deploy/local/install.sh)");
+        self.child = Some(child);
+        wait_port(self.port, Duration::from_secs(30));
+    }
+
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing answers — an unreachable
+    /// broker, without losing any of its state.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a frozen broker (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Stops the broker with SIGTERM, as an orchestrator would, and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the broker (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }
