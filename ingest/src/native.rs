@@ -28,7 +28,21 @@ pub fn split_items(body: &[u8]) -> Result<Vec<Result<&[u8], String>>, IngestErro
         let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
         return Ok(items.into_iter().map(|r| Ok(r.get().as_bytes())).collect());
     }
-    // A stream of values: JSON lines, or a single (possibly pretty-printed) object.
+    // JSON lines (the common case, fast path): each line is one complete value.
+    let first = body
+        .split(|b| *b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .find(|l| !l.is_empty())
+        .unwrap_or_default();
+    if first.first() == Some(&b'{') && first.last() == Some(&b'}') {
+        return Ok(body
+            .split(|b| *b == b'\n')
+            .map(<[u8]>::trim_ascii)
+            .filter(|l| !l.is_empty())
+            .map(Ok)
+            .collect());
+    }
+    // A stream of values: a single (possibly pretty-printed) object, or values back to back.
     let mut stream = serde_json::Deserializer::from_slice(body).into_iter::<&RawValue>();
     let mut items = Vec::new();
     loop {
@@ -83,15 +97,21 @@ pub fn decode_event(raw: &[u8], max_event_bytes: usize) -> Result<ActivityEvent,
             raw.len()
         ));
     }
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    let mut e: ActivityEvent = serde_path_to_error::deserialize(de).map_err(|err| {
-        let path = err.path().to_string();
-        if path == "." || path.is_empty() {
-            err.inner().to_string()
-        } else {
-            format!("field `{path}`: {}", err.inner())
+    // Fast path; on failure, decode again with path tracking to name the field at fault.
+    let mut e: ActivityEvent = match schemas::batch::decode_line(raw) {
+        Ok(e) => e,
+        Err(_) => {
+            let de = &mut serde_json::Deserializer::from_slice(raw);
+            serde_path_to_error::deserialize::<_, ActivityEvent>(de).map_err(|err| {
+                let path = err.path().to_string();
+                if path == "." || path.is_empty() {
+                    err.inner().to_string()
+                } else {
+                    format!("field `{path}`: {}", err.inner())
+                }
+            })?
         }
-    })?;
+    };
     if !e.id.is_empty() && !schemas::id::valid_client_id(&e.id) {
         return Err("field `id`: must be 1..=128 printable ASCII characters".into());
     }
@@ -118,10 +138,21 @@ mod tests {
 
     #[test]
     fn a_bad_line_is_one_bad_item() {
+        use crate::sources::Outcome;
         let lines = format!("{OK}\n{{broken\n{OK}\n");
-        let items = split_items(lines.as_bytes()).unwrap();
+        let items = parse(lines.as_bytes(), 1 << 20).unwrap();
         assert_eq!(items.len(), 3);
-        assert!(items[0].is_ok() && items[1].is_err() && items[2].is_ok());
+        assert!(matches!(items[0], Outcome::Activity(..)));
+        assert!(matches!(&items[1], Outcome::Rejected(m) if !m.is_empty()));
+        assert!(matches!(items[2], Outcome::Activity(..)));
+        // Not JSON lines at all: a stream with a broken value still keeps the good ones.
+        let stream = format!("{OK} {{broken\n{OK}\n");
+        assert!(
+            split_items(stream.as_bytes())
+                .unwrap()
+                .iter()
+                .any(Result::is_err)
+        );
     }
 
     #[test]

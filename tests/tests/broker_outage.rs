@@ -41,7 +41,7 @@ fn ids_on_topic(brokers: &str, topic: &str, want: usize, timeout: Duration) -> H
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_answers_503_while_the_broker_is_down_and_loses_nothing() {
-    let mut broker = PrivateBroker::start();
+    let broker = PrivateBroker::start();
     let world = World::on_brokers(&broker.brokers(), 2).await;
     // Short produce timeout so the outage shows quickly. tansu 0.6 cannot take the idempotent
     // producer's epoch bump that follows a delivery timeout (it panics), so this test runs
