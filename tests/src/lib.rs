@@ -187,7 +187,6 @@ impl World {
     pub fn spawn_with(&self, service: Service, extra: &[(&str, &str)]) -> Proc {
         let bin = bin_dir().join(service.binary());
         let mut cmd = Command::new(&bin);
-        cmd.envs(extra.iter().copied());
         let prefix = service.env_prefix();
         self.topic_env(prefix, &mut cmd);
         let mut port = None;
@@ -216,6 +215,7 @@ impl World {
             .open(self.dir.join(format!("{}.log", service.binary())))
             .unwrap();
         cmd.env("RUST_LOG", "info,rdkafka=warn")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(log);
         let child = cmd
