@@ -1,38 +1,24 @@
 //! Correlator: `enriched` topic → (session traces) → `events` topic.
 //!
 //! Today the stage passes events through unchanged (trace linking comes with the correlator
-//! issue), but it already runs the real loop: consumer group, re-keying by partition key,
-//! produce with `acks=all`, offsets stored only after the output is acknowledged, dead letters.
+//! issue), but it already runs the real loop: consumer group, re-keying by partition, produce
+//! with `acks=all`, offsets stored only after the output is acknowledged, dead letters.
 
-use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
-use pipeline::stage::{PassThrough, StageSpec};
-use schemas::topics::Topics;
+use pipeline::stage::{PassThrough, StageConfig};
 use serde::{Deserialize, Serialize};
 
 pub const STAGE: &str = "correlator";
 
-/// Correlator configuration (`AA_CORRELATOR__…` environment overrides).
+/// Correlator configuration (`AA_CORRELATOR__…` environment overrides): a [`StageConfig`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CorrelatorConfig {
-    pub kafka: KafkaConfig,
-    pub topics: Topics,
-    pub group: String,
-    pub max_in_flight: usize,
-    pub ops: OpsConfig,
-}
+#[serde(transparent)]
+pub struct CorrelatorConfig(pub StageConfig);
 
 impl Default for CorrelatorConfig {
     fn default() -> Self {
-        CorrelatorConfig {
-            kafka: KafkaConfig::default(),
-            topics: Topics::default(),
-            group: "activity-audit-correlator".into(),
-            max_in_flight: 256,
-            ops: OpsConfig::on_port(9449),
-        }
+        CorrelatorConfig(StageConfig::named(STAGE, 9449))
     }
 }
 
@@ -41,18 +27,15 @@ pub async fn run(
     ready: Readiness,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    cfg.kafka.validate()?;
-    let bus = pipeline::kafka::Bus::new(&cfg.kafka, "activity-audit-correlator")?;
-    let dlq =
-        pipeline::deadletter::DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
-    let consumer =
-        pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&cfg.topics.enriched])?;
-    ready.set(true);
-    tracing::info!(input = %cfg.topics.enriched, output = %cfg.topics.events, "correlator started");
-    let spec = StageSpec {
-        stage: STAGE,
-        output_topic: cfg.topics.events.clone(),
-        max_in_flight: cfg.max_in_flight.max(1),
-    };
-    pipeline::stage::run(consumer, bus, dlq, spec, PassThrough, shutdown).await
+    let c = &cfg.0;
+    pipeline::stage::serve(
+        c,
+        STAGE,
+        &c.topics.enriched,
+        &c.topics.events,
+        PassThrough,
+        ready,
+        shutdown,
+    )
+    .await
 }

@@ -36,6 +36,63 @@ impl Transform for PassThrough {
     }
 }
 
+/// Configuration of a Kafka-to-Kafka stage (`AA_<STAGE>__…` environment overrides).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageConfig {
+    pub kafka: crate::config::KafkaConfig,
+    pub topics: schemas::topics::Topics,
+    /// Consumer group of the stage's replicas.
+    pub group: String,
+    /// Input messages whose outputs may await acknowledgement at once.
+    pub max_in_flight: usize,
+    pub ops: crate::config::OpsConfig,
+}
+
+impl StageConfig {
+    /// Defaults for the stage called `stage`, with its ops endpoints on `ops_port`.
+    pub fn named(stage: &str, ops_port: u16) -> Self {
+        StageConfig {
+            kafka: crate::config::KafkaConfig::default(),
+            topics: schemas::topics::Topics::default(),
+            group: format!("activity-audit-{stage}"),
+            max_in_flight: 256,
+            ops: crate::config::OpsConfig::on_port(ops_port),
+        }
+    }
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        Self::named("stage", 0)
+    }
+}
+
+/// Sets up a stage from its config (producer, dead letters, consumer on `input`) and runs it
+/// until `shutdown`, producing to `output`.
+pub async fn serve<T: Transform>(
+    cfg: &StageConfig,
+    stage: &'static str,
+    input: &str,
+    output: &str,
+    transform: T,
+    ready: crate::ops::Readiness,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    cfg.kafka.validate()?;
+    let bus = Bus::new(&cfg.kafka, &format!("activity-audit-{stage}"))?;
+    let dlq = DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), stage);
+    let consumer = crate::kafka::consumer(&cfg.kafka, stage, &cfg.group, &[input])?;
+    ready.set(true);
+    tracing::info!(stage, input, output, "stage started");
+    let spec = StageSpec {
+        stage,
+        output_topic: output.to_string(),
+        max_in_flight: cfg.max_in_flight.max(1),
+    };
+    run(consumer, bus, dlq, spec, transform, shutdown).await
+}
+
 /// Names and limits of one stage.
 #[derive(Debug, Clone)]
 pub struct StageSpec {

@@ -33,6 +33,10 @@ pub fn encode<'a>(
         if !buf.is_empty() && buf.len() + line.len() > max_bytes {
             out.push(std::mem::take(&mut buf));
         }
+        if buf.is_empty() {
+            // One allocation per message instead of a doubling series of copies.
+            buf.reserve(max_bytes.min(line.len() * 1024).max(line.len()));
+        }
         buf.extend_from_slice(&line);
     }
     if !buf.is_empty() {

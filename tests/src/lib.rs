@@ -81,8 +81,12 @@ pub fn bin_dir() -> PathBuf {
                 Some(p) => p.to_string(),
             };
             let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+            // Build into the target directory this binary came from.
+            let target_dir = dir.parent().unwrap().to_path_buf();
             let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
                 .args(["build", "-q", "--bins", "--profile", &profile])
+                .arg("--target-dir")
+                .arg(&target_dir)
                 .current_dir(&root)
                 .status()
                 .expect("running cargo build");

@@ -9,7 +9,7 @@
 //! `[activity]` config keeps them all. Quirks handled: a number where a time string is expected,
 //! `null` values, fields that are sometimes arrays, keys with brackets (`proc.aname[2]`).
 
-use super::{Outcome, basename, bool_of, int_of, is_shell, str_of, values};
+use super::{Outcome, basename, bool_of, int_of, is_shell, str_of};
 use crate::error::IngestError;
 use schemas::time::parse_rfc3339_ns;
 use schemas::{ActivityEvent, ActivityType, Source};
@@ -27,20 +27,10 @@ const RUNTIMES: &[&str] = &[
 
 /// Parses a body of Falco alerts.
 pub fn parse(body: &[u8], interactive_only: bool) -> Result<Vec<Outcome>, IngestError> {
-    Ok(values(body)?
-        .into_iter()
-        .flat_map(|v| match v {
-            Ok(Value::Array(items)) => items
-                .into_iter()
-                .map(|i| alert(i, interactive_only))
-                .collect(),
-            Ok(v) => vec![alert(v, interactive_only)],
-            Err(e) => vec![Outcome::Rejected(e)],
-        })
-        .collect())
+    super::each_object(body, |v, raw| alert(v, raw, interactive_only))
 }
 
-fn alert(v: Value, interactive_only: bool) -> Outcome {
+fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
     let Value::Object(top) = &v else {
         return Outcome::Rejected("expected a Falco alert object".into());
     };
@@ -179,7 +169,7 @@ fn alert(v: Value, interactive_only: bool) -> Outcome {
         }
         ActivityType::Kubernetes => {}
     }
-    let key = serde_json::to_vec(&v).unwrap_or_default();
+    let key = super::natural_key(raw, &v);
     Outcome::Activity(Box::new(e), key)
 }
 

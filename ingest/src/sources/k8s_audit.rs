@@ -77,7 +77,7 @@ struct AuditEvent {
 /// Parses a webhook body into one outcome per audit event.
 pub fn parse(body: &[u8]) -> Result<Vec<Outcome>, IngestError> {
     let mut out = Vec::new();
-    for v in values(body)? {
+    for (_, v) in values(body)? {
         match v {
             Ok(v) => unwrap_value(v, &mut out),
             Err(e) => out.push(Outcome::Rejected(e)),

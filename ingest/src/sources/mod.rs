@@ -28,18 +28,48 @@ pub enum Outcome {
     Rejected(String),
 }
 
+/// An item of a body: its raw JSON text (empty if it could not be delimited) and its value.
+pub type Item<'a> = (&'a [u8], Result<Value, String>);
+
 /// Splits a body into JSON values: a JSON array's elements, or a stream of values (one
 /// pretty-printed document, or JSON lines). A malformed line in JSON lines rejects only itself.
-pub fn values(body: &[u8]) -> Result<Vec<Result<Value, String>>, crate::error::IngestError> {
+/// Each value comes with its raw text, the natural key of what it describes.
+pub fn values(body: &[u8]) -> Result<Vec<Item<'_>>, crate::error::IngestError> {
     let items = crate::native::split_items(body)?;
     Ok(items
         .into_iter()
-        .map(|i| {
-            i.and_then(|raw| {
-                serde_json::from_slice::<Value>(raw).map_err(|e| format!("malformed JSON: {e}"))
-            })
+        .map(|i| match i {
+            Ok(raw) => (
+                raw,
+                serde_json::from_slice::<Value>(raw).map_err(|e| format!("malformed JSON: {e}")),
+            ),
+            Err(e) => (&[][..], Err(e)),
         })
         .collect())
+}
+
+/// Applies `f` to every object of an agent body: each item, or each element of an item that
+/// is an array; `f` gets the item's raw text when the object is the whole item.
+pub(crate) fn each_object(
+    body: &[u8],
+    f: impl Fn(Value, Option<&[u8]>) -> Outcome,
+) -> Result<Vec<Outcome>, crate::error::IngestError> {
+    Ok(values(body)?
+        .into_iter()
+        .flat_map(|(raw, v)| match v {
+            Ok(Value::Array(items)) => items.into_iter().map(|i| f(i, None)).collect(),
+            Ok(v) => vec![f(v, Some(raw))],
+            Err(e) => vec![Outcome::Rejected(e)],
+        })
+        .collect())
+}
+
+/// The natural key of a value: its raw text when known, else its serialization.
+pub(crate) fn natural_key(raw: Option<&[u8]>, v: &Value) -> Vec<u8> {
+    match raw {
+        Some(r) if !r.is_empty() => r.to_vec(),
+        _ => serde_json::to_vec(v).unwrap_or_default(),
+    }
 }
 
 /// A string field, or `None` when absent/null/empty; numbers are printed.

@@ -14,7 +14,7 @@
 //! `exec_id`, `parent_exec_id` and `in_init_tree` are kept: the correlator builds lineage on
 //! them.
 
-use super::{Outcome, basename, int_of, is_shell, str_of, values};
+use super::{Outcome, basename, int_of, is_shell, str_of};
 use crate::error::IngestError;
 use schemas::time::parse_rfc3339_ns;
 use schemas::{ActivityEvent, ActivityType, Source};
@@ -24,20 +24,10 @@ const LOGIN_PARENTS: &[&str] = &["sshd", "dropbear", "login", "su", "sudo", "tel
 
 /// Parses Tetragon export lines (or one pretty-printed event, or an array).
 pub fn parse(body: &[u8], interactive_only: bool) -> Result<Vec<Outcome>, IngestError> {
-    Ok(values(body)?
-        .into_iter()
-        .flat_map(|v| match v {
-            Ok(Value::Array(items)) => items
-                .into_iter()
-                .map(|i| event(i, interactive_only))
-                .collect(),
-            Ok(v) => vec![event(v, interactive_only)],
-            Err(e) => vec![Outcome::Rejected(e)],
-        })
-        .collect())
+    super::each_object(body, |v, raw| event(v, raw, interactive_only))
 }
 
-fn event(v: Value, interactive_only: bool) -> Outcome {
+fn event(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
     let Value::Object(top) = &v else {
         return Outcome::Rejected("expected a Tetragon event object".into());
     };
@@ -106,7 +96,7 @@ fn event(v: Value, interactive_only: bool) -> Outcome {
         e.l4protocol.clear();
     }
     e.normalize();
-    let key = serde_json::to_vec(&v).unwrap_or_default();
+    let key = super::natural_key(raw, &v);
     Outcome::Activity(Box::new(e), key)
 }
 
