@@ -9,7 +9,7 @@
 //! `[activity]` config keeps them all. Quirks handled: a number where a time string is expected,
 //! `null` values, fields that are sometimes arrays, keys with brackets (`proc.aname[2]`).
 
-use super::{Outcome, basename, bool_of, int_of, is_shell, str_of};
+use super::{Outcome, basename, bool_of, int_of, str_of};
 use crate::error::IngestError;
 use schemas::time::parse_rfc3339_ns;
 use schemas::{ActivityEvent, ActivityType, Source};
@@ -135,7 +135,6 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
             if e.comm.is_empty() && e.cmdline.is_empty() {
                 e.comm = basename(&e.exe).to_string();
             }
-            let _ = is_shell;
         }
         ActivityType::Connection => {
             e.direction = if evt_type.starts_with("accept") {
