@@ -32,11 +32,9 @@ else
   wait_for "tansu" 60 kafka_ping || { tail -20 "$AA_STATE/tansu/broker.log" >&2; exit 1; }
 fi
 
-existing="$("$TANSU_BIN" topic list --broker "tcp://$AA_BROKERS" 2>/dev/null || true)"
+# Default topics; creating one that exists fails harmlessly.
 for t in activity.raw.v1 activity.enriched.v1 activity.events.v1 activity.deadletter.v1; do
-  if ! grep -qx "$t" <<<"$existing" && ! grep -q "\"$t\"" <<<"$existing"; then
-    "$TANSU_BIN" topic create "$t" --partitions 4 --broker "tcp://$AA_BROKERS" >/dev/null 2>&1 || true
-  fi
+  "$TANSU_BIN" topic create "$t" --partitions 4 --broker "tcp://$AA_BROKERS" >/dev/null 2>&1 || true
 done
 
 if [[ "${1:-}" != "--no-migrate" ]]; then

@@ -72,7 +72,8 @@ fn malformed(e: serde_json::Error) -> IngestError {
     }
 }
 
-/// Parses a native body into outcomes (ids derive from content, so the key is empty).
+/// Parses a native body into outcomes. An item's natural key is its own bytes: a retry sends
+/// the same bytes, so it gets the same id.
 pub fn parse(
     body: &[u8],
     max_event_bytes: usize,
@@ -80,12 +81,13 @@ pub fn parse(
     use crate::sources::Outcome;
     Ok(split_items(body)?
         .into_iter()
-        .map(
-            |item| match item.and_then(|raw| decode_event(raw, max_event_bytes)) {
-                Ok(e) => Outcome::Activity(Box::new(e), Vec::new()),
+        .map(|item| match item {
+            Ok(raw) => match decode_event(raw, max_event_bytes) {
+                Ok(e) => Outcome::Activity(Box::new(e), raw.to_vec()),
                 Err(e) => Outcome::Rejected(e),
             },
-        )
+            Err(e) => Outcome::Rejected(e),
+        })
         .collect())
 }
 

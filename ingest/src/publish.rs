@@ -6,25 +6,17 @@ use crate::auth::Identity;
 use pipeline::kafka::{Bus, Outgoing, ProduceError};
 use schemas::{ActivityEvent, Source};
 
-/// Stamps identity and receive time, and assigns the deterministic id if the event has none:
-/// from the producer's natural `key` (an audit id, the agent's event bytes) or, when there is
-/// none, from the event's own content (before the receive time is set). Either way a
-/// producer's retry of the same event gets the same id.
+/// Stamps identity and receive time, and assigns the deterministic id if the event has none,
+/// from the producer's natural `key` (an audit id, or the item's own bytes): a producer's retry
+/// of the same event gets the same id.
 pub fn stamp(e: &mut ActivityEvent, who: &Identity, source: Source, received_ns: i64, key: &[u8]) {
     e.tenant.clone_from(&who.tenant);
     e.cluster.clone_from(&who.cluster);
     e.source = source;
-    e.received_timestamp = 0;
-    if e.id.is_empty() {
-        e.id = if key.is_empty() {
-            let canonical =
-                serde_json::to_vec(&*e).expect("serialising an ActivityEvent cannot fail");
-            schemas::id::event_id(&who.tenant, &who.cluster, source.as_str(), &canonical)
-        } else {
-            schemas::id::event_id(&who.tenant, &who.cluster, source.as_str(), key)
-        };
-    }
     e.received_timestamp = received_ns;
+    if e.id.is_empty() {
+        e.id = schemas::id::event_id(&who.tenant, &who.cluster, source.as_str(), key);
+    }
 }
 
 /// Produces `events` to `topic` and waits for every acknowledgement.
@@ -58,16 +50,19 @@ mod tests {
             ..Default::default()
         };
         let mut again = e.clone();
-        stamp(&mut e, &who, Source::Native, 5, b"");
-        stamp(&mut again, &who, Source::Native, 9, b"");
+        stamp(&mut e, &who, Source::Native, 5, b"item bytes");
+        stamp(&mut again, &who, Source::Native, 9, b"item bytes");
         assert_eq!(e.cluster, "a");
         assert_eq!(e.tenant, "acme");
         assert_eq!(e.id, again.id, "a retry must get the same id");
         assert_eq!(e.received_timestamp, 5);
         let mut other = e.clone();
         other.id.clear();
-        other.comm = "bash".into();
-        stamp(&mut other, &who, Source::Native, 5, b"");
+        stamp(&mut other, &who, Source::Native, 5, b"other item bytes");
         assert_ne!(other.id, e.id);
+        let mut given = e.clone();
+        given.id = "client-id-1".into();
+        stamp(&mut given, &who, Source::Native, 5, b"item bytes");
+        assert_eq!(given.id, "client-id-1", "a client's own id is kept");
     }
 }

@@ -59,9 +59,14 @@ impl std::fmt::Debug for Bus {
     }
 }
 
-fn base_config(cfg: &KafkaConfig) -> ClientConfig {
+/// A librdkafka config: the bootstrap servers, then `ours`, then the user's `options`, which
+/// win over ours (TLS, SASL, tuning).
+fn client_config(cfg: &KafkaConfig, ours: &[(&str, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers);
+    for (k, v) in ours {
+        c.set(*k, v);
+    }
     for (k, v) in &cfg.options {
         c.set(k, v);
     }
@@ -70,17 +75,18 @@ fn base_config(cfg: &KafkaConfig) -> ClientConfig {
 
 impl Bus {
     pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
-        let mut c = base_config(cfg);
-        c.set("client.id", client_id)
-            .set("acks", "all")
-            .set("enable.idempotence", cfg.idempotence.to_string())
-            .set("linger.ms", "2")
-            .set("message.timeout.ms", cfg.produce_timeout_ms.to_string())
-            .set("queue.buffering.max.kbytes", "262144")
-            .set("message.max.bytes", "1048576");
-        for (k, v) in &cfg.options {
-            c.set(k, v);
-        }
+        let c = client_config(
+            cfg,
+            &[
+                ("client.id", client_id.to_string()),
+                ("acks", "all".into()),
+                ("enable.idempotence", cfg.idempotence.to_string()),
+                ("linger.ms", "2".into()),
+                ("message.timeout.ms", cfg.produce_timeout_ms.to_string()),
+                ("queue.buffering.max.kbytes", "262144".into()),
+                ("message.max.bytes", "1048576".into()),
+            ],
+        );
         Ok(Bus {
             producer: c.create()?,
             timeout: Duration::from_millis(cfg.produce_timeout_ms),
@@ -182,10 +188,6 @@ impl Bus {
             .fetch_metadata(None, timeout)
             .map(|_| ())
     }
-
-    pub fn raw(&self) -> &FutureProducer {
-        &self.producer
-    }
 }
 
 /// Consumer context: logs rebalances and exports consumer lag from librdkafka statistics.
@@ -241,31 +243,30 @@ pub fn consumer(
     group: &str,
     topics: &[&str],
 ) -> Result<StageConsumer, KafkaError> {
-    let mut c = base_config(cfg);
-    c.set("group.id", group)
-        .set("client.id", format!("activity-audit-{stage}"))
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
+    let mut ours = vec![
+        ("group.id", group.to_string()),
+        ("client.id", format!("activity-audit-{stage}")),
+        ("enable.auto.commit", "true".into()),
+        ("auto.commit.interval.ms", "1000".into()),
+        ("enable.auto.offset.store", "false".into()),
+        ("auto.offset.reset", "earliest".into()),
+        ("enable.partition.eof", "false".into()),
         // The broker may answer slowly under load: be patient before declaring a member dead,
         // and keep fetches small enough to answer quickly.
-        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        .set(
+        ("session.timeout.ms", cfg.session_timeout_ms.to_string()),
+        (
             "heartbeat.interval.ms",
             (cfg.session_timeout_ms / 10).clamp(100, 3000).to_string(),
-        )
-        .set("max.poll.interval.ms", "120000")
-        .set("fetch.max.bytes", "16777216")
-        .set("max.partition.fetch.bytes", "4194304")
-        .set("statistics.interval.ms", "5000");
+        ),
+        ("max.poll.interval.ms", "120000".into()),
+        ("fetch.max.bytes", "16777216".into()),
+        ("max.partition.fetch.bytes", "4194304".into()),
+        ("statistics.interval.ms", "5000".into()),
+    ];
     if !cfg.instance_id.is_empty() {
-        c.set("group.instance.id", &cfg.instance_id);
+        ours.push(("group.instance.id", cfg.instance_id.clone()));
     }
-    for (k, v) in &cfg.options {
-        c.set(k, v);
-    }
+    let c = client_config(cfg, &ours);
     let consumer: StageConsumer = c.create_with_context(StageContext { stage })?;
     consumer.subscribe(topics)?;
     Ok(consumer)
@@ -286,10 +287,6 @@ impl Acks {
             .entry((topic.to_string(), partition))
             .or_insert(offset + 1);
         *e = (*e).max(offset + 1);
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.next.is_empty()
     }
 
     /// Stores the acknowledged offsets in the consumer (committed by librdkafka within a
@@ -326,7 +323,8 @@ pub async fn ensure_topics(
     partitions: i32,
 ) -> Result<(), KafkaError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    let admin: AdminClient<rdkafka::client::DefaultClientContext> = base_config(cfg).create()?;
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        client_config(cfg, &[]).create()?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))

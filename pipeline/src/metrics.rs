@@ -43,12 +43,3 @@ pub static BATCH_SIZE: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .unwrap()
 });
-pub static PRODUCE_LATENCY: LazyLock<HistogramVec> = LazyLock::new(|| {
-    register_histogram_vec!(
-        "aa_produce_latency_seconds",
-        "Time from produce to broker acknowledgement",
-        &["stage"],
-        prometheus::exponential_buckets(0.0005, 2.0, 16).unwrap()
-    )
-    .unwrap()
-});

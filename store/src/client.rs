@@ -35,22 +35,12 @@ impl ClickHouse {
         &self.cfg.database
     }
 
-    /// The same server and credentials, another database (tests use one each).
-    pub fn with_database(&self, database: &str) -> Self {
-        let mut cfg = self.cfg.clone();
-        cfg.database = database.to_string();
-        ClickHouse {
-            http: self.http.clone(),
-            cfg,
-        }
-    }
-
     async fn post(
         &self,
         query: Option<&str>,
         body: impl Into<reqwest::Body>,
         use_db: bool,
-    ) -> Result<bytes_body::Body, StoreError> {
+    ) -> Result<bytes::Bytes, StoreError> {
         let mut params: Vec<(&str, &str)> = vec![
             ("output_format_json_quote_64bit_integers", "0"),
             ("output_format_json_quote_denormals", "0"),
@@ -89,7 +79,7 @@ impl ClickHouse {
                 &String::from_utf8_lossy(&bytes[pos + 1..]),
             ));
         }
-        Ok(bytes_body::Body(bytes.to_vec()))
+        Ok(bytes)
     }
 
     /// Runs a statement (DDL, ALTER, …) against the configured database.
@@ -109,14 +99,14 @@ impl ClickHouse {
     /// Runs a query and returns its raw output.
     pub async fn query_text(&self, sql: &str) -> Result<String, StoreError> {
         let b = self.post(None, sql.as_bytes().to_vec(), true).await?;
-        String::from_utf8(b.0).map_err(|e| StoreError::Decode(e.to_string()))
+        String::from_utf8(b.to_vec()).map_err(|e| StoreError::Decode(e.to_string()))
     }
 
     /// Runs a query with `FORMAT JSONEachRow` appended and decodes each row.
     pub async fn query_rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
         let sql = format!("{sql} FORMAT JSONEachRow");
         let b = self.post(None, sql.into_bytes(), true).await?;
-        b.0.split(|c| *c == b'\n')
+        b.split(|c| *c == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_slice(l).map_err(|e| StoreError::Decode(e.to_string())))
             .collect()
@@ -161,20 +151,4 @@ fn without_url(e: reqwest::Error) -> String {
 pub fn parse_version(v: &str) -> Option<(u32, u32)> {
     let mut it = v.split('.');
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
-}
-
-mod bytes_body {
-    /// A response body.
-    #[derive(Debug)]
-    pub struct Body(pub Vec<u8>);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn versions() {
-        assert_eq!(super::parse_version("18.16.1"), Some((18, 16)));
-        assert_eq!(super::parse_version("24.8.4.13"), Some((24, 8)));
-        assert_eq!(super::parse_version("x"), None);
-    }
 }

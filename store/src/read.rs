@@ -20,20 +20,6 @@ pub async fn count(ch: &ClickHouse, tenant: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Decode(format!("count {t:?}")))
 }
 
-/// Events of `tenant`, newest first, at most `limit`.
-pub async fn latest(
-    ch: &ClickHouse,
-    tenant: &str,
-    limit: u64,
-) -> Result<Vec<ActivityEvent>, StoreError> {
-    ch.query_rows(&format!(
-        "SELECT {} FROM events FINAL WHERE tenant = {} ORDER BY timestamp DESC, id DESC LIMIT {limit}",
-        select_as_attributes(),
-        quote(tenant)
-    ))
-    .await
-}
-
 /// All events of `tenant` (tests and tools; not for large tenants).
 pub async fn all(ch: &ClickHouse, tenant: &str) -> Result<Vec<ActivityEvent>, StoreError> {
     ch.query_rows(&format!(

@@ -280,14 +280,14 @@ async fn flush(
         shutdown,
     )
     .await;
-    batch.body = Arc::try_unwrap(shared).unwrap_or_default();
+    batch.body = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
     match first {
         Ok(()) => {}
         Err(None) => return false,
         Err(Some(e)) => {
             tracing::warn!(error = %e, "clickhouse rejected the batch; isolating the bad rows");
             let all: Vec<usize> = (0..batch.rows()).collect();
-            if !insert_isolating(ch, columns, batch, &all, &mut rejected, shutdown).await {
+            if !insert_isolating(ch, columns, batch, all, e, &mut rejected, shutdown).await {
                 return false;
             }
         }
@@ -326,37 +326,36 @@ async fn flush(
     true
 }
 
-/// Inserts `rows` of the batch; on a bad-data error splits them in halves until the rejected
-/// rows are isolated (collected with the server's message). Retryable errors are retried with
+/// `rows` of the batch were rejected together with `error`: splits them in halves and inserts
+/// each, splitting again on a bad-data error, until the rejected rows are isolated (collected
+/// with the server's message). Retryable errors are retried with
 /// backoff until success or shutdown (then returns false).
 async fn insert_isolating(
     ch: &ClickHouse,
     columns: &[&str],
     batch: &Batch,
-    rows: &[usize],
+    rows: Vec<usize>,
+    error: StoreError,
     rejected: &mut Vec<(usize, String)>,
     shutdown: &Shutdown,
 ) -> bool {
-    let mut stack = vec![rows.to_vec()];
-    while let Some(part) = stack.pop() {
-        if part.is_empty() {
+    // Parts known to contain a rejected row, with the server's error for them.
+    let mut failed = vec![(rows, error)];
+    while let Some((part, error)) = failed.pop() {
+        if part.len() == 1 {
+            rejected.push((part[0], error.to_string()));
             continue;
         }
-        let mut body = Vec::new();
-        for &r in &part {
-            body.extend_from_slice(&batch.body[batch.row_range(r)]);
-        }
-        match insert_retrying(ch, columns, Bytes::from(body), shutdown).await {
-            Ok(()) => {}
-            Err(None) => return false,
-            Err(Some(e)) => {
-                if part.len() == 1 {
-                    rejected.push((part[0], e.to_string()));
-                } else {
-                    let mid = part.len() / 2;
-                    stack.push(part[mid..].to_vec());
-                    stack.push(part[..mid].to_vec());
-                }
+        let (left, right) = part.split_at(part.len() / 2);
+        for half in [left, right] {
+            let mut body = Vec::new();
+            for &r in half {
+                body.extend_from_slice(&batch.body[batch.row_range(r)]);
+            }
+            match insert_retrying(ch, columns, Bytes::from(body), shutdown).await {
+                Ok(()) => {}
+                Err(None) => return false,
+                Err(Some(e)) => failed.push((half.to_vec(), e)),
             }
         }
     }

@@ -234,13 +234,8 @@ impl World {
 
     /// The whole pipeline: ingest, enricher, correlator, writer.
     pub fn spawn_all(&self) -> Pipeline {
-        self.spawn_all_with(&[])
-    }
-
-    /// The whole pipeline, with `extra` environment for ingest.
-    pub fn spawn_all_with(&self, ingest_env: &[(&str, &str)]) -> Pipeline {
         Pipeline {
-            ingest: self.spawn_with(Service::Ingest, ingest_env),
+            ingest: self.spawn(Service::Ingest),
             enricher: self.spawn(Service::Enricher),
             correlator: self.spawn(Service::Correlator),
             writer: self.spawn(Service::Writer),
@@ -395,7 +390,7 @@ impl PrivateBroker {
             dir,
             child: None,
         };
-        b.restart();
+        b.launch();
         b
     }
 
@@ -403,8 +398,7 @@ impl PrivateBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts (again) on the same port with the same data.
-    pub fn restart(&mut self) {
+    fn launch(&mut self) {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -445,23 +439,6 @@ impl PrivateBroker {
             let _ = Command::new("kill")
                 .args([sig, &c.id().to_string()])
                 .status();
-        }
-    }
-
-    /// Stops the broker with SIGTERM, as an orchestrator would, and waits for it to exit.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            for _ in 0..100 {
-                if c.try_wait().ok().flatten().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
         }
     }
 

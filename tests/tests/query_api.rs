@@ -55,25 +55,25 @@ async fn entries_are_authenticated_tenant_scoped_and_deduplicated() {
         .build()
         .unwrap();
 
-    let r = http.get(format!("{base}/entries")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    let r = http
-        .get(format!("{base}/entries"))
-        .bearer_auth("nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    // GET `path` with an optional token: (status, body).
+    let get = |path: String, token: Option<&'static str>| {
+        let mut req = http.get(format!("{base}{path}"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let json = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
 
-    let body: serde_json::Value = http
-        .get(format!("{base}/entries?limit=1000"))
-        .bearer_auth("q")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(get("/entries".into(), None).await.0, 401);
+    assert_eq!(get("/entries".into(), Some("nope")).await.0, 401);
+
+    let (status, text) = get("/entries?limit=1000".into(), Some("q")).await;
+    assert_eq!(status, 200, "{text}");
+    let body = json(&text);
     let data = body["data"].as_array().unwrap();
     assert_eq!(
         data.len(),
@@ -87,44 +87,18 @@ async fn entries_are_authenticated_tenant_scoped_and_deduplicated() {
         .collect();
     assert!(ts.windows(2).all(|w| w[0] >= w[1]), "newest first");
 
-    let r = http
-        .get(format!("{base}/entries?types=bogus"))
-        .bearer_auth("q")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    assert!(r.text().await.unwrap().contains("bogus"));
+    let (status, text) = get("/entries?types=bogus".into(), Some("q")).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("bogus"));
 
     let id = &mine[0].id;
-    let one: serde_json::Value = http
-        .get(format!("{base}/entries/{id}"))
-        .bearer_auth("q")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(one["id"], id.as_str());
-    let r = http
-        .get(format!("{base}/entries/{}", theirs[0].id))
-        .bearer_auth("q")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status().as_u16(),
-        404,
-        "another tenant's entry does not exist for us"
-    );
+    let (status, text) = get(format!("/entries/{id}"), Some("q")).await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json(&text)["id"], id.as_str());
+    let (status, _) = get(format!("/entries/{}", theirs[0].id), Some("q")).await;
+    assert_eq!(status, 404, "another tenant's entry does not exist for us");
     // Injection attempts are values, never SQL.
-    let r = http
-        .get(format!("{base}/entries/x'%20OR%201=1%20--"))
-        .bearer_auth("q")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
+    let (status, _) = get("/entries/x'%20OR%201=1%20--".into(), Some("q")).await;
+    assert_eq!(status, 404);
     shutdown.cancel();
 }

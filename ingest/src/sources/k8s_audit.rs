@@ -88,41 +88,44 @@ pub fn parse(body: &[u8]) -> Result<Vec<Outcome>, IngestError> {
 
 /// Unwraps lists and cloud wrappers down to events.
 fn unwrap_value(v: Value, out: &mut Vec<Outcome>) {
-    match v {
-        Value::Array(items) => items.into_iter().for_each(|i| unwrap_value(i, out)),
-        Value::Object(ref m) if m.get("kind").and_then(Value::as_str) == Some("EventList") => {
-            match m.get("items") {
-                Some(Value::Array(items)) => {
-                    items.iter().cloned().for_each(|i| unwrap_value(i, out))
-                }
-                Some(Value::Null) | None => {}
-                Some(_) => out.push(Outcome::Rejected(
-                    "field `items`: an EventList's items must be an array".into(),
-                )),
-            }
+    let mut m = match v {
+        Value::Array(items) => return items.into_iter().for_each(|i| unwrap_value(i, out)),
+        Value::Object(m) => m,
+        other => return out.push(event(other)),
+    };
+    if m.get("kind").and_then(Value::as_str) == Some("EventList") {
+        match m.remove("items") {
+            Some(Value::Array(items)) => items.into_iter().for_each(|i| unwrap_value(i, out)),
+            Some(Value::Null) | None => {}
+            Some(_) => out.push(Outcome::Rejected(
+                "field `items`: an EventList's items must be an array".into(),
+            )),
         }
-        Value::Object(ref m) if m.get("records").is_some_and(Value::is_array) => {
-            if let Some(Value::Array(records)) = m.get("records") {
-                records.iter().cloned().for_each(|r| unwrap_value(r, out));
-            }
+    } else if m.get("records").is_some_and(Value::is_array) {
+        if let Some(Value::Array(records)) = m.remove("records") {
+            records.into_iter().for_each(|r| unwrap_value(r, out));
         }
-        Value::Object(ref m) if m.contains_key("properties") && !m.contains_key("kind") => {
-            // AKS: {"category":"kube-audit","properties":{"log":"<Event JSON>"}}
-            match m.get("properties").and_then(|p| p.get("log")) {
-                Some(Value::String(log)) => match serde_json::from_str::<Value>(log) {
-                    Ok(inner) => unwrap_value(inner, out),
-                    Err(e) => out.push(Outcome::Rejected(format!(
-                        "field `properties.log`: not an audit event: {e}"
-                    ))),
-                },
-                Some(inner @ Value::Object(_)) => unwrap_value(inner.clone(), out),
-                _ => out.push(Outcome::Rejected(
-                    "field `properties.log`: missing (AKS record without an audit event)".into(),
-                )),
-            }
+    } else if m.contains_key("properties") && !m.contains_key("kind") {
+        // AKS: {"category":"kube-audit","properties":{"log":"<Event JSON>"}}
+        match m
+            .remove("properties")
+            .and_then(|mut p| p.get_mut("log").map(Value::take))
+        {
+            Some(Value::String(log)) => match serde_json::from_str::<Value>(&log) {
+                Ok(inner) => unwrap_value(inner, out),
+                Err(e) => out.push(Outcome::Rejected(format!(
+                    "field `properties.log`: not an audit event: {e}"
+                ))),
+            },
+            Some(inner @ Value::Object(_)) => unwrap_value(inner, out),
+            _ => out.push(Outcome::Rejected(
+                "field `properties.log`: missing (AKS record without an audit event)".into(),
+            )),
         }
-        Value::Object(ref m) if m.contains_key("protoPayload") => out.push(gke(&v)),
-        v => out.push(event(v)),
+    } else if m.contains_key("protoPayload") {
+        out.push(gke(&Value::Object(m)));
+    } else {
+        out.push(event(Value::Object(m)));
     }
 }
 
@@ -133,8 +136,7 @@ fn event(v: Value) -> Outcome {
             kind_of(&v)
         ));
     }
-    let raw = serde_json::to_vec(&v).unwrap_or_default();
-    let e: AuditEvent = match serde_path_to_error::deserialize(v) {
+    let e: AuditEvent = match serde_path_to_error::deserialize(&v) {
         Ok(e) => e,
         Err(err) => {
             return Outcome::Rejected(format!("field `{}`: {}", err.path(), err.inner()));
@@ -270,7 +272,7 @@ fn event(v: Value) -> Outcome {
         }
     }
     let key = if a.audit_id.is_empty() {
-        raw
+        serde_json::to_vec(&v).unwrap_or_default()
     } else {
         a.audit_id.clone().into_bytes()
     };
