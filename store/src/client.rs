@@ -152,3 +152,13 @@ pub fn parse_version(v: &str) -> Option<(u32, u32)> {
     let mut it = v.split('.');
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versions() {
+        assert_eq!(super::parse_version("18.16.1"), Some((18, 16)));
+        assert_eq!(super::parse_version("24.8.4.13"), Some((24, 8)));
+        assert_eq!(super::parse_version("x"), None);
+    }
+}
