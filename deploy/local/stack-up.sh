@@ -33,7 +33,8 @@ else
 fi
 
 # Default topics; creating one that exists fails harmlessly.
-for t in activity.raw.v1 activity.enriched.v1 activity.events.v1 activity.deadletter.v1; do
+for t in activity.raw.v1 activity.enriched.v1 activity.events.v1 activity.deadletter.v1 \
+         activity.traces.v1 activity.correlator-state.v1; do
   "$TANSU_BIN" topic create "$t" --partitions 4 --broker "tcp://$AA_BROKERS" >/dev/null 2>&1 || true
 done
 

@@ -272,6 +272,100 @@ pub fn consumer(
     Ok(consumer)
 }
 
+/// Reads the last messages of one partition without joining a group (state restore).
+pub struct TailReader {
+    consumer: rdkafka::consumer::BaseConsumer,
+}
+
+/// A message read by [`TailReader`]: offset, headers and payload.
+#[derive(Debug, Clone)]
+pub struct TailMessage {
+    pub offset: i64,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+}
+
+impl TailReader {
+    pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
+        let c = client_config(
+            cfg,
+            &[
+                ("client.id", client_id.to_string()),
+                // Required by librdkafka, never joined (partitions are assigned, not subscribed).
+                ("group.id", format!("{client_id}-reader")),
+                ("enable.auto.commit", "false".into()),
+                ("enable.partition.eof", "true".into()),
+                ("fetch.max.bytes", "52428800".into()),
+                ("max.partition.fetch.bytes", "52428800".into()),
+            ],
+        );
+        Ok(TailReader {
+            consumer: c.create()?,
+        })
+    }
+
+    /// `(low, high)` watermarks of a partition (high: the next offset to be written).
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, Duration::from_secs(10))
+    }
+
+    /// The messages at offsets `from..to` of a partition (blocking; call from a blocking task).
+    pub fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<TailMessage>, KafkaError> {
+        use rdkafka::Message;
+        use rdkafka::message::Headers;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(from))?;
+        self.consumer.assign(&tpl)?;
+        let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while out.len() < (to - from).max(0) as usize {
+            if std::time::Instant::now() > deadline {
+                return Err(KafkaError::MessageConsumption(
+                    rdkafka::types::RDKafkaErrorCode::RequestTimedOut,
+                ));
+            }
+            match self.consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    if m.offset() >= to {
+                        break;
+                    }
+                    let headers = m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|x| {
+                                    (
+                                        x.key.to_string(),
+                                        String::from_utf8_lossy(x.value.unwrap_or_default())
+                                            .into_owned(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    out.push(TailMessage {
+                        offset: m.offset(),
+                        headers,
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        self.consumer.unassign()?;
+        Ok(out)
+    }
+}
+
 /// Offsets that are safe to commit: the next offset after the last message, per partition,
 /// whose output the next stage acknowledged. Callers must record acknowledgements in
 /// consumption order (stages complete their work in order).

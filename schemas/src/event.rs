@@ -109,6 +109,12 @@ fn is_false(b: &bool) -> bool {
 fn is_zero(n: &i64) -> bool {
     *n == 0
 }
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+fn is_zero_f32(n: &f32) -> bool {
+    *n == 0.0
+}
 
 /// One activity record. Field names on the wire are the external attribute names (brief §2).
 ///
@@ -133,8 +139,22 @@ pub struct ActivityEvent {
     /// from the payload.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tenant: String,
+    /// The session (trace) this activity belongs to; empty outside any session.
     #[serde(rename = "traceId", skip_serializing_if = "String::is_empty")]
     pub trace_id: String,
+    /// How sure the correlator is of `traceId` (0..=1); for an ambiguous link, 1 / candidates.
+    #[serde(rename = "traceConfidence", skip_serializing_if = "is_zero_f32")]
+    pub trace_confidence: f32,
+    /// Why the event has its trace (or why it is ambiguous), e.g. `exec-root: argv0+tty+time`.
+    #[serde(rename = "traceLink", skip_serializing_if = "String::is_empty")]
+    pub trace_link: String,
+    /// Traces an ambiguous event may belong to (then `traceId` is empty): never a guess.
+    #[serde(rename = "traceCandidates", skip_serializing_if = "Vec::is_empty")]
+    pub trace_candidates: Vec<String>,
+    /// Correlation revision: the correlator re-emits an event when a late origin changes its
+    /// trace; the store keeps the row with the highest revision.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub revision: u64,
 
     // ---- assets ---------------------------------------------------------------------------
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -10,5 +10,7 @@ pub mod event;
 pub mod id;
 pub mod time;
 pub mod topics;
+pub mod trace;
 
 pub use event::{ActivityEvent, ActivityType, Source};
+pub use trace::TraceRecord;

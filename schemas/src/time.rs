@@ -105,3 +105,47 @@ mod tests {
         }
     }
 }
+
+/// Formats ns since epoch as RFC 3339 UTC with nanoseconds (`2024-09-01T10:00:00.000000001Z`).
+pub fn format_rfc3339_ns(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let nanos = ns.rem_euclid(1_000_000_000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod format_tests {
+    #[test]
+    fn formats_and_parses_back() {
+        for ns in [
+            0i64,
+            1_725_184_800_050_000_001,
+            951_782_400_000_000_000,
+            4_102_444_799_999_999_999,
+        ] {
+            let s = super::format_rfc3339_ns(ns);
+            assert_eq!(super::parse_rfc3339_ns(&s), Some(ns), "{s}");
+        }
+        assert_eq!(
+            super::format_rfc3339_ns(951_782_400_000_000_000),
+            "2000-02-29T00:00:00.000000000Z"
+        );
+    }
+}

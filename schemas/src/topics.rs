@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! ingest --raw--> enricher --enriched--> correlator --events--> writer (ClickHouse)
-//!    \________________\_______________________\__________________--> deadletter
+//!    \                \                       |  \--traces----> writer (ClickHouse)
+//!     \                \                      \--correlator-state (its own snapshots)
+//!      \________________\_______________________\_____________--> deadletter
 //! ```
 //! Every message on `raw`, `enriched` and `events` is an event batch ([`crate::batch`]) whose
 //! events share one partition: [`partition_for`] of their [`partition_key`]. A pod's audit and
@@ -24,6 +26,11 @@ pub struct Topics {
     pub events: String,
     /// Messages a stage could not process, with the reason in headers.
     pub deadletter: String,
+    /// Trace records ([`crate::trace::TraceRecord`]) from the correlator; the writer's second
+    /// input.
+    pub traces: String,
+    /// Correlator state snapshots, one partition per `enriched` partition.
+    pub correlator_state: String,
 }
 
 impl Default for Topics {
@@ -39,11 +46,20 @@ impl Topics {
             enriched: format!("{prefix}.enriched.v1"),
             events: format!("{prefix}.events.v1"),
             deadletter: format!("{prefix}.deadletter.v1"),
+            traces: format!("{prefix}.traces.v1"),
+            correlator_state: format!("{prefix}.correlator-state.v1"),
         }
     }
 
-    pub fn all(&self) -> [&str; 4] {
-        [&self.raw, &self.enriched, &self.events, &self.deadletter]
+    pub fn all(&self) -> [&str; 6] {
+        [
+            &self.raw,
+            &self.enriched,
+            &self.events,
+            &self.deadletter,
+            &self.traces,
+            &self.correlator_state,
+        ]
     }
 }
 

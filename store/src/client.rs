@@ -127,6 +127,16 @@ impl ClickHouse {
         self.post(Some(&q), body, true).await.map(|_| ())
     }
 
+    /// Inserts JSON lines into `table` (keys are column names).
+    pub async fn insert_json_lines(
+        &self,
+        table: &str,
+        body: bytes::Bytes,
+    ) -> Result<(), StoreError> {
+        let q = format!("INSERT INTO {table} FORMAT JSONEachRow");
+        self.post(Some(&q), body, true).await.map(|_| ())
+    }
+
     /// `(major, minor)` of the server.
     pub async fn server_version(&self) -> Result<(u32, u32), StoreError> {
         let v = self.query_text("SELECT version()").await?;

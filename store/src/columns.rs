@@ -120,6 +120,15 @@ pub const COLUMNS: &[Column] = &[
     col("response_code", "Int64", "responseCode", Number),
     col("stages_started", "Int64", "stages.started", Timestamp),
     col("stages_completed", "Int64", "stages.completed", Timestamp),
+    col("trace_confidence", "Float32", "traceConfidence", Number),
+    col("trace_link", "LC", "traceLink", Text),
+    col(
+        "trace_candidates",
+        "Array(String)",
+        "traceCandidates",
+        TextList,
+    ),
+    col("revision", "UInt64", "revision", Number),
 ];
 
 /// Column names in insert order.

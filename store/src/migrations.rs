@@ -28,12 +28,22 @@ impl Features {
     }
 }
 
-/// One migration: a version, a name and its statements.
+/// One migration: a version, a name and its steps.
 #[derive(Debug)]
 pub struct Migration {
     pub version: u32,
     pub name: &'static str,
-    pub statements: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+/// One idempotent step of a migration.
+#[derive(Debug)]
+pub enum Step {
+    Sql(String),
+    /// Rebuilds `events` with the current DDL when it lacks the `revision` column (tables made
+    /// before it existed): the engine's version column cannot be added in place. Rows are
+    /// copied into a new table that then takes the old one's name.
+    RebuildEventsWithRevision(String),
 }
 
 fn column_type(ch_type: &str, f: Features) -> String {
@@ -46,10 +56,14 @@ fn column_type(ch_type: &str, f: Features) -> String {
     }
 }
 
-/// The events table: one row per activity. `ReplacingMergeTree` on a sort key that ends in the
-/// deterministic id collapses replays; readers use `FINAL` so they never see a duplicate
-/// before the merge happens.
+/// The events table: one row per activity. `ReplacingMergeTree(revision)` on a sort key that
+/// ends in the deterministic id collapses replays and keeps the correlator's latest revision
+/// of each event; readers use `FINAL` so they never see a duplicate before the merge happens.
 fn events_table(f: Features) -> String {
+    events_table_named("events", f)
+}
+
+fn events_table_named(name: &str, f: Features) -> String {
     let mut cols = Vec::new();
     for c in COLUMNS {
         let mut def = format!("    {} {}", c.name, column_type(c.ch_type, f));
@@ -63,20 +77,96 @@ fn events_table(f: Features) -> String {
             .into(),
     );
     format!(
-        "CREATE TABLE IF NOT EXISTS events (\n{}\n) ENGINE = ReplacingMergeTree\n\
+        "CREATE TABLE IF NOT EXISTS {name} (\n{}\n) ENGINE = ReplacingMergeTree(revision)\n\
          PARTITION BY toYYYYMMDD(toDateTime(intDiv(timestamp, 1000000000)))\n\
          ORDER BY (tenant, type, timestamp, id)",
         cols.join(",\n")
     )
 }
 
+/// The traces table: one row per session (the correlator's latest revision of its record,
+/// `schemas::TraceRecord`; the column names are its JSON keys), looked up by trace id.
+fn traces_table(f: Features) -> String {
+    let lc = column_type("LC", f);
+    format!(
+        "CREATE TABLE IF NOT EXISTS traces (\n\
+         tenant {lc}, traceId String, kind {lc}, originId String, user String,\n\
+         groups Array(String), sourceAddresses Array(String), userAgent String,\n\
+         cluster {lc}, namespace {lc}, pod String, container {lc}, containerId String,\n\
+         hostname {lc}, command String, start Int64, end Int64, commands UInt64,\n\
+         connections UInt64, fileaccesses UInt64, ambiguous UInt64, confidence Float32,\n\
+         reason String, revision UInt64\n\
+         ) ENGINE = ReplacingMergeTree(revision) ORDER BY (tenant, traceId)"
+    )
+}
+
 /// All migrations, oldest first.
 pub fn all(f: Features) -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        name: "events",
-        statements: vec![events_table(f)],
-    }]
+    vec![
+        Migration {
+            version: 1,
+            name: "events",
+            steps: vec![Step::Sql(events_table(f))],
+        },
+        Migration {
+            version: 2,
+            name: "events trace link and revision",
+            steps: vec![Step::RebuildEventsWithRevision(events_table_named(
+                "events_rebuild",
+                f,
+            ))],
+        },
+        Migration {
+            version: 3,
+            name: "traces",
+            steps: vec![Step::Sql(traces_table(f))],
+        },
+    ]
+}
+
+/// Applies one step (each is safe to repeat after a crash part-way).
+async fn apply_step(ch: &ClickHouse, step: &Step) -> Result<(), StoreError> {
+    match step {
+        Step::Sql(sql) => ch.execute(sql).await,
+        Step::RebuildEventsWithRevision(ddl) => {
+            #[derive(serde::Deserialize)]
+            struct Col {
+                name: String,
+            }
+            let cols: Vec<String> = ch
+                .query_rows::<Col>(
+                    "SELECT name FROM system.columns \
+                     WHERE database = currentDatabase() AND table = 'events'",
+                )
+                .await?
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            if cols.iter().any(|c| c == "revision") {
+                // Current layout (or the rebuild finished): only a leftover may remain.
+                ch.execute("DROP TABLE IF EXISTS events_rebuild").await?;
+                return ch
+                    .execute("DROP TABLE IF EXISTS events_before_rebuild")
+                    .await;
+            }
+            ch.execute("DROP TABLE IF EXISTS events_rebuild").await?;
+            ch.execute(ddl).await?;
+            let copied: Vec<&str> = COLUMNS
+                .iter()
+                .map(|c| c.name)
+                .filter(|n| cols.iter().any(|c| c == n))
+                .collect();
+            let list = copied.join(", ");
+            ch.execute(&format!(
+                "INSERT INTO events_rebuild ({list}) SELECT {list} FROM events"
+            ))
+            .await?;
+            ch.execute("RENAME TABLE events TO events_before_rebuild, events_rebuild TO events")
+                .await?;
+            ch.execute("DROP TABLE IF EXISTS events_before_rebuild")
+                .await
+        }
+    }
 }
 
 /// Creates the database if needed and applies every migration not yet recorded.
@@ -108,8 +198,8 @@ pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
         if applied.contains(&m.version) {
             continue;
         }
-        for s in &m.statements {
-            ch.execute(s).await?;
+        for step in &m.steps {
+            apply_step(ch, step).await?;
         }
         ch.execute(&format!(
             "INSERT INTO schema_migrations (version, name) VALUES ({}, {})",
@@ -131,7 +221,8 @@ mod tests {
     fn ddl_adapts_to_server() {
         let old = events_table(Features::for_version(18, 16));
         assert!(!old.contains("LowCardinality") && !old.contains("CODEC"));
-        assert!(old.contains("ReplacingMergeTree"));
+        assert!(old.contains("ReplacingMergeTree(revision)"));
+        assert!(traces_table(Features::for_version(18, 16)).contains("kind String"));
         let new = events_table(Features::for_version(24, 8));
         assert!(new.contains("comm LowCardinality(String)"));
         assert!(new.contains("CODEC(Delta, ZSTD(1))"));

@@ -123,6 +123,13 @@ pub struct EventView<'a> {
     pub stages_started: i64,
     #[serde(rename = "stages.completed")]
     pub stages_completed: i64,
+    #[serde(rename = "traceConfidence")]
+    pub trace_confidence: f32,
+    #[serde(rename = "traceLink", borrow)]
+    pub trace_link: Cow<'a, str>,
+    #[serde(rename = "traceCandidates", borrow)]
+    pub trace_candidates: Vec<Cow<'a, str>>,
+    pub revision: u64,
 }
 
 impl<'a> From<&'a ActivityEvent> for EventView<'a> {
@@ -195,6 +202,14 @@ impl<'a> From<&'a ActivityEvent> for EventView<'a> {
             response_code: e.response_code,
             stages_started: e.stages_started,
             stages_completed: e.stages_completed,
+            trace_confidence: e.trace_confidence,
+            trace_link: Cow::Borrowed(&e.trace_link),
+            trace_candidates: e
+                .trace_candidates
+                .iter()
+                .map(|s| Cow::Borrowed(s.as_str()))
+                .collect(),
+            revision: e.revision,
         }
     }
 }
@@ -322,6 +337,10 @@ pub fn write_view(buf: &mut Vec<u8>, e: &EventView<'_>) {
     i64le(buf, e.response_code);
     i64le(buf, e.stages_started);
     i64le(buf, e.stages_completed);
+    buf.extend_from_slice(&e.trace_confidence.to_le_bytes());
+    string(buf, &e.trace_link);
+    strings(buf, &e.trace_candidates);
+    buf.extend_from_slice(&e.revision.to_le_bytes());
 }
 
 /// Appends an owned event as one row (through its borrowed view: one encoder).
@@ -363,7 +382,8 @@ mod tests {
             "subResource": "exec", "command": "bash -il", "container": "app", "stdin": true,
             "user.username": "alice", "user.groups": ["a", "b&c"], "userAgent": "kubectl",
             "sourceAddresses": ["9.9.9.9"], "auditId": "au", "responseCode": 101,
-            "stages.started": 7, "stages.completed": 8
+            "stages.started": 7, "stages.completed": 8, "traceConfidence": 0.5,
+            "traceLink": "ambiguous", "traceCandidates": ["t1", "t2"], "revision": 9
         }"#,
         )
         .unwrap();

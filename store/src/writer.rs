@@ -1,6 +1,7 @@
-//! The writer stage: consumes the final event topic, batches rows by count, bytes and time
-//! (flushing at least every `flush_interval_ms`), inserts them into ClickHouse as RowBinary and
-//! only then stores the Kafka offsets.
+//! The writer stage: consumes the final event topic (and the correlator's trace records),
+//! batches rows by count, bytes and time (flushing at least every `flush_interval_ms`), inserts
+//! them into ClickHouse (`events` as RowBinary, `traces` as JSON lines) and only then stores the
+//! Kafka offsets.
 //!
 //! Exactly once for readers: a crash after the insert but before the commit replays the batch;
 //! replayed rows carry the same deterministic id and sort key, so `ReplacingMergeTree` collapses
@@ -96,6 +97,9 @@ struct Batch {
     origins: Vec<Origin>,
     /// Per row: (message index, line start, line end in `arena`).
     sources: Vec<(u32, u32, u32)>,
+    /// Trace records (JSON lines, keys = `traces` columns) and the first message they came from.
+    traces: Vec<u8>,
+    traces_origin: Option<Origin>,
     dead: Vec<Outgoing>,
     acks: Acks,
     opened: Option<tokio::time::Instant>,
@@ -104,6 +108,9 @@ struct Batch {
 impl Batch {
     fn rows(&self) -> usize {
         self.row_ends.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.opened.is_none()
     }
     fn row_range(&self, i: usize) -> std::ops::Range<usize> {
         (if i == 0 { 0 } else { self.row_ends[i - 1] })..self.row_ends[i]
@@ -147,7 +154,12 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
         }
     }
     let dlq = DeadLetters::lazy(&cfg.kafka, cfg.topics.deadletter.clone(), STAGE);
-    let consumer = pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&cfg.topics.events])?;
+    let consumer = pipeline::kafka::consumer(
+        &cfg.kafka,
+        STAGE,
+        &cfg.group,
+        &[&cfg.topics.events, &cfg.topics.traces],
+    )?;
     ready.set(true);
     tracing::info!(topic = %cfg.topics.events, database = ch.database(), "writer started");
     let columns = names();
@@ -192,7 +204,12 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
                     offset: msg.offset(),
                     tenant: String::new(),
                 };
-                add_message(&mut batch, &dlq, msg.payload().unwrap_or_default(), msg.key(), origin);
+                let payload = msg.payload().unwrap_or_default();
+                if origin.topic == cfg.topics.traces {
+                    add_traces(&mut batch, &dlq, payload, origin);
+                } else {
+                    add_message(&mut batch, &dlq, payload, msg.key(), origin);
+                }
             }
         }
     }
@@ -254,6 +271,39 @@ fn add_message(
     batch.origins.push(origin);
 }
 
+/// Adds a message of trace records. They are validated against the record type so a bad one is
+/// dead-lettered with its reason instead of failing the insert.
+fn add_traces(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], origin: Origin) {
+    let mut bad = Vec::new();
+    for (n_line, line) in schemas::batch::lines(payload) {
+        match serde_json::from_slice::<schemas::TraceRecord>(line) {
+            Ok(_) => {
+                batch.traces.extend_from_slice(line);
+                batch.traces.push(b'\n');
+            }
+            Err(e) => bad.push(format!("line {n_line}: {e}")),
+        }
+    }
+    if !bad.is_empty() {
+        tracing::warn!(
+            bad = bad.len(),
+            offset = origin.offset,
+            "undecodable trace records"
+        );
+        batch.dead.push(dlq.record(
+            payload.to_vec(),
+            String::new(),
+            "undecodable",
+            &bad.join("; "),
+            &origin,
+        ));
+    }
+    batch.traces_origin.get_or_insert(origin.clone());
+    batch
+        .acks
+        .ack(&origin.topic, origin.partition, origin.offset);
+}
+
 /// Inserts the batch (retrying while ClickHouse is unavailable, isolating rejected rows),
 /// sends its dead letters, then stores the offsets. Returns false if shutdown interrupted it
 /// (nothing is committed then; the batch is re-read on restart).
@@ -265,21 +315,44 @@ async fn flush(
     batch: &mut Batch,
     shutdown: &Shutdown,
 ) -> bool {
-    if batch.opened.is_none() {
+    if batch.is_empty() {
         return true;
     }
     let span = tracing::info_span!("flush", rows = batch.rows(), bytes = batch.body.len());
     let _g = span.enter();
+    if !batch.traces.is_empty() {
+        let body = Bytes::from(std::mem::take(&mut batch.traces));
+        match insert_retrying(ch, Table::Traces, body.clone(), shutdown).await {
+            Ok(()) => {}
+            Err(None) => return false,
+            Err(Some(e)) => {
+                tracing::warn!(error = %e, "clickhouse rejected trace records; dead-lettering them");
+                let origin = batch.traces_origin.clone().unwrap_or_default();
+                let rec = dlq.record(
+                    body.to_vec(),
+                    String::new(),
+                    "rejected",
+                    &e.to_string(),
+                    &origin,
+                );
+                batch.dead.push(rec);
+            }
+        }
+    }
     let mut rejected = Vec::new();
     // The whole batch first, sharing the body without a copy; its buffer comes back after.
     let shared = Arc::new(std::mem::take(&mut batch.body));
-    let first = insert_retrying(
-        ch,
-        columns,
-        Bytes::from_owner(Shared(shared.clone())),
-        shutdown,
-    )
-    .await;
+    let first = if batch.rows() == 0 {
+        Ok(())
+    } else {
+        insert_retrying(
+            ch,
+            Table::Events(columns),
+            Bytes::from_owner(Shared(shared.clone())),
+            shutdown,
+        )
+        .await
+    };
     batch.body = Arc::try_unwrap(shared).unwrap_or_else(|still_shared| (*still_shared).clone());
     match first {
         Ok(()) => {}
@@ -352,7 +425,7 @@ async fn insert_isolating(
             for &r in half {
                 body.extend_from_slice(&batch.body[batch.row_range(r)]);
             }
-            match insert_retrying(ch, columns, Bytes::from(body), shutdown).await {
+            match insert_retrying(ch, Table::Events(columns), Bytes::from(body), shutdown).await {
                 Ok(()) => {}
                 Err(None) => return false,
                 Err(Some(e)) => failed.push((half.to_vec(), e)),
@@ -362,17 +435,27 @@ async fn insert_isolating(
     true
 }
 
+/// Where an insert goes: `events` (RowBinary in these columns) or `traces` (JSON lines).
+#[derive(Clone, Copy)]
+enum Table<'a> {
+    Events(&'a [&'a str]),
+    Traces,
+}
+
 /// `Err(None)`: interrupted by shutdown; `Err(Some(e))`: the server rejected the data.
 async fn insert_retrying(
     ch: &ClickHouse,
-    columns: &[&str],
+    table: Table<'_>,
     body: Bytes,
     shutdown: &Shutdown,
 ) -> Result<(), Option<StoreError>> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let timer = INSERT_LATENCY.start_timer();
-        let r = ch.insert_rowbinary("events", columns, body.clone()).await;
+        let r = match table {
+            Table::Events(columns) => ch.insert_rowbinary("events", columns, body.clone()).await,
+            Table::Traces => ch.insert_json_lines("traces", body.clone()).await,
+        };
         timer.observe_duration();
         match r {
             Ok(()) => return Ok(()),

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod generator;
+pub mod scenarios;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -70,7 +70,9 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
     let container_id = str_of(get("container.id"))
         .filter(|c| c != "host")
         .unwrap_or_default();
-    let exec_root = !container_id.is_empty() && RUNTIMES.contains(&pcomm.as_str());
+    // The container's init (vpid 1) is also a child of the runtime; an exec root is not init.
+    let is_init = int_of(get("proc.vpid")) == Some(1);
+    let exec_root = !container_id.is_empty() && RUNTIMES.contains(&pcomm.as_str()) && !is_init;
     let ssh_like = matches!(comm.as_str(), "sshd" | "telnetd" | "dropbear");
     let interactive = tty.is_some_and(|t| t != 0)
         || login_shell.is_some_and(|s| s != 0)
@@ -103,6 +105,7 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
         comm: comm.clone(),
         cmdline: str_of(get("proc.cmdline")).unwrap_or_default(),
         pid,
+        ppid: int_of(get("proc.ppid")).unwrap_or(0),
         tty,
         ..Default::default()
     };
@@ -120,7 +123,6 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
                 .or_else(|| str_of(get("proc.exe")))
                 .unwrap_or_default();
             e.cwd = str_of(get("proc.cwd")).unwrap_or_default();
-            e.ppid = int_of(get("proc.ppid")).unwrap_or(0);
             e.pcomm = pcomm;
             e.uid = int_of(get("user.uid"));
             e.username = str_of(get("user.name")).unwrap_or_default();
@@ -131,6 +133,14 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
                 e.in_init_tree = None;
             } else if exec_root {
                 e.in_init_tree = Some(false);
+            } else if is_init {
+                e.in_init_tree = Some(true);
+            }
+            // With the parent's start time the parent is keyed exactly like this process.
+            if let Some(pts) = int_of(get("proc.ppid.ts")).filter(|t| *t != 0)
+                && e.ppid != 0
+            {
+                e.parent_exec_id = format!("{hostname}:{}:{pts}", e.ppid);
             }
             if e.comm.is_empty() && e.cmdline.is_empty() {
                 e.comm = basename(&e.exe).to_string();
