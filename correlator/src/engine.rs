@@ -37,8 +37,12 @@ pub struct EngineConfig {
     pub skew_ms: i64,
     /// How much later than its audit event an exec'd process may start, ms.
     pub exec_latency_ms: i64,
-    /// Processes and traces with no activity for this long are forgotten, ms.
+    /// Shells and session anchors (which may start more commands) and traces with no activity
+    /// for this long are forgotten, ms.
     pub idle_ms: i64,
+    /// Other processes (agents do not report exits) are forgotten after this long without
+    /// activity of their own or of a descendant, ms.
+    pub leaf_idle_ms: i64,
     /// How long before a login shell an sshd/dropbear accept may be, to name its client, ms.
     pub login_accept_ms: i64,
 }
@@ -50,6 +54,7 @@ impl Default for EngineConfig {
             skew_ms: 2_000,
             exec_latency_ms: 5_000,
             idle_ms: 6 * 3600 * 1000,
+            leaf_idle_ms: 10 * 60 * 1000,
             login_accept_ms: 10_000,
         }
     }
@@ -65,8 +70,8 @@ impl EngineConfig {
         if self.skew_ms < 0 || self.exec_latency_ms <= 0 || self.login_accept_ms < 0 {
             anyhow::bail!("engine.skew_ms, exec_latency_ms and login_accept_ms must be positive");
         }
-        if self.idle_ms < self.hold_ms {
-            anyhow::bail!("engine.idle_ms must be at least hold_ms");
+        if self.idle_ms < self.hold_ms || self.leaf_idle_ms < self.hold_ms {
+            anyhow::bail!("engine.idle_ms and leaf_idle_ms must be at least hold_ms");
         }
         Ok(())
     }
@@ -102,12 +107,9 @@ impl Link {
     /// Writes the link into the event's trace fields.
     pub fn apply(&self, e: &mut ActivityEvent) {
         match self {
-            Link::None => {
-                e.trace_id.clear();
-                e.trace_confidence = 0.0;
-                e.trace_link.clear();
-                e.trace_candidates.clear();
-            }
+            // Outside any session we know of: what the producer sent (a native client may
+            // correlate on its own) stays.
+            Link::None => {}
             Link::Trace {
                 id,
                 confidence,
@@ -1105,6 +1107,7 @@ impl Engine {
         let now = self.now;
         let hold = self.cfg.hold_ms * MS;
         let idle = self.cfg.idle_ms * MS;
+        let leaf_idle = self.cfg.leaf_idle_ms * MS;
         for q in self.held.values_mut() {
             while q.front().is_some_and(|h| h.event.timestamp + hold < now) {
                 q.pop_front();
@@ -1139,7 +1142,10 @@ impl Engine {
         let gone: Vec<u64> = self
             .procs
             .iter()
-            .filter(|(_, p)| p.last_seen + idle < now)
+            .filter(|(_, p)| {
+                let keep_long = is_shell(&p.comm) || !matches!(p.anchor, Anchor::None);
+                p.last_seen + if keep_long { idle } else { leaf_idle } < now
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in &gone {

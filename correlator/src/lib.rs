@@ -18,7 +18,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::deadletter::{DeadLetters, Origin};
-use pipeline::kafka::{Acks, Bus, Outgoing, StageConsumer, commit_now};
+use pipeline::kafka::{Acks, Bus, Outgoing, StageConsumer, TailReader, commit_now};
 use pipeline::metrics::{EVENTS_IN, EVENTS_OUT};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const STAGE: &str = "correlator";
@@ -99,6 +100,7 @@ pub async fn run(
     let dlq = DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), STAGE);
     let input = cfg.topics.enriched.clone();
     let consumer = pipeline::kafka::consumer(&cfg.kafka, STAGE, &cfg.group, &[&input])?;
+    let reader = Arc::new(Mutex::new(snapshot::reader(&cfg.kafka)?));
     let out_partitions = bus.partitions(&cfg.topics.events).await?;
     let trace_partitions = bus.partitions(&cfg.topics.traces).await?;
     ready.set(true);
@@ -140,7 +142,7 @@ pub async fn run(
                     }
                 };
                 let (partition, offset) = (msg.partition(), msg.offset());
-                let part = match place(&cfg, &consumer, &input, &mut parts, partition, offset).await {
+                let part = match place(&cfg, &reader, &consumer, &input, &mut parts, partition, offset).await {
                     Some(p) => p,
                     None => continue,
                 };
@@ -213,6 +215,7 @@ pub async fn run(
 /// it continues. `None`: skip this message.
 async fn place<'a>(
     cfg: &CorrelatorConfig,
+    reader: &Arc<Mutex<TailReader>>,
     consumer: &StageConsumer,
     input: &str,
     parts: &'a mut HashMap<i32, Part>,
@@ -246,14 +249,16 @@ async fn place<'a>(
     {
         return parts.get_mut(&partition);
     }
-    let kafka = cfg.kafka.clone();
+    let reader = reader.clone();
     let topic = cfg.topics.correlator_state.clone();
     let ecfg = cfg.engine.clone();
-    let loaded =
-        tokio::task::spawn_blocking(move || snapshot::load(&kafka, &topic, partition, &ecfg))
-            .await
-            .map_err(anyhow::Error::from)
-            .and_then(|r| r);
+    let loaded = tokio::task::spawn_blocking(move || {
+        let reader = reader.lock().unwrap_or_else(|p| p.into_inner());
+        snapshot::load(&reader, &topic, partition, &ecfg)
+    })
+    .await
+    .map_err(anyhow::Error::from)
+    .and_then(|r| r);
     let snap = match loaded {
         Ok(s) => s,
         Err(e) => {

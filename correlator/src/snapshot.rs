@@ -65,14 +65,18 @@ pub fn decode(chunks: &[Vec<u8>], cfg: &EngineConfig) -> anyhow::Result<Engine> 
     Ok(engine.with_config(cfg.clone()))
 }
 
+/// A reader of the snapshot topic.
+pub fn reader(kafka: &KafkaConfig) -> anyhow::Result<TailReader> {
+    Ok(TailReader::new(kafka, "activity-audit-correlator-restore")?)
+}
+
 /// Reads the last complete snapshot of `partition` (blocking). `None` when there is none.
 pub fn load(
-    kafka: &KafkaConfig,
+    reader: &TailReader,
     topic: &str,
     partition: i32,
     cfg: &EngineConfig,
 ) -> anyhow::Result<Option<Snapshot>> {
-    let reader = TailReader::new(kafka, "activity-audit-correlator-restore")?;
     let (low, high) = reader.watermarks(topic, partition)?;
     let mut end = high;
     // Walk back over at most a few incomplete snapshots.

@@ -173,6 +173,11 @@ impl World {
                 format!("{prefix}__TOPICS__DEADLETTER"),
                 &self.topics.deadletter,
             )
+            .env(format!("{prefix}__TOPICS__TRACES"), &self.topics.traces)
+            .env(
+                format!("{prefix}__TOPICS__CORRELATOR_STATE"),
+                &self.topics.correlator_state,
+            )
             .env(
                 format!("{prefix}__OPS__LISTEN"),
                 format!("127.0.0.1:{}", free_port()),
@@ -202,11 +207,19 @@ impl World {
                 cmd.env("AA_INGEST__LISTEN", format!("127.0.0.1:{p}"))
                     .env("AA_INGEST__TOKENS_FILE", &self.tokens_file);
             }
-            Service::Enricher | Service::Correlator => {
+            Service::Enricher => {
                 cmd.env(
                     format!("{prefix}__GROUP"),
                     format!("{}-{}", self.name, service.binary()),
                 );
+            }
+            Service::Correlator => {
+                cmd.env(
+                    format!("{prefix}__GROUP"),
+                    format!("{}-{}", self.name, service.binary()),
+                )
+                // Snapshot often, so a crash in a test replays little.
+                .env("AA_CORRELATOR__SNAPSHOT_INTERVAL_MS", "1000");
             }
             Service::Writer => {
                 cmd.env("AA_WRITER__GROUP", format!("{}-writer", self.name))

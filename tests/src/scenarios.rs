@@ -1463,6 +1463,29 @@ pub fn suite(seed: u64, reps: usize, base: i64) -> Vec<Scenario> {
     out
 }
 
+/// One `kubectl exec -it … -- bash` session by `user` (Falco agent events and the audit
+/// events), starting at `base`.
+pub fn exec_session(seed: u64, base: i64, user: &str) -> Scenario {
+    let mut sim = Sim::new(seed);
+    let place = Place::pod(
+        "node-1",
+        "shop",
+        "web-7d9f8-x2x4q",
+        "app",
+        "nginx:1.25",
+        &mut sim.rng,
+    );
+    sim.exec_shell(
+        "exec shell (create)",
+        Fmt::Falco,
+        "create",
+        &place,
+        user,
+        base,
+        3 * S,
+    )
+}
+
 /// All items of `scenarios` in arrival order (stable for equal times).
 pub fn arrival_order(scenarios: &[Scenario]) -> Vec<&Item> {
     let mut items: Vec<&Item> = scenarios.iter().flat_map(|s| s.items.iter()).collect();

@@ -38,6 +38,18 @@ async fn hundred_thousand_events_round_trip_every_field() {
         expected.tenant.clone_from(&world.tenant);
         expected.cluster.clone_from(&world.cluster);
         expected.source = schemas::Source::Native;
+        // The correlator owns the trace link and the revision, and fills in login shells the
+        // producer did not send.
+        assert!(got.revision > 0, "correlated");
+        expected.revision = got.revision;
+        expected.trace_id.clone_from(&got.trace_id);
+        expected.trace_confidence = got.trace_confidence;
+        expected.trace_link.clone_from(&got.trace_link);
+        expected.trace_candidates.clone_from(&got.trace_candidates);
+        if s.login_shell_id.is_none() {
+            expected.login_shell_id = got.login_shell_id;
+            expected.login_shell_distance = got.login_shell_distance;
+        }
         assert!(
             got.received_timestamp >= START_NS,
             "received timestamp stamped"
@@ -102,4 +114,9 @@ async fn writer_killed_mid_stream_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pass_through_stage_killed_mid_stream_loses_and_duplicates_nothing() {
     survive_kill(Service::Enricher).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlator_killed_mid_stream_loses_and_duplicates_nothing() {
+    survive_kill(Service::Correlator).await;
 }

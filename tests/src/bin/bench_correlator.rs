@@ -1,0 +1,293 @@
+//! Correlator benchmark: events/s per core of the correlator process (Kafka in, sessions,
+//! Kafka out), next to a pass-through stage (the enricher, which forwards events unchanged
+//! through the same consume/decode/encode/produce loop) over the same input in the same run;
+//! the engine alone; and the engine's memory per open session (growth of this process's
+//! resident set while the engines are built: an upper bound).
+//!
+//! `cargo run --release -p integration-tests --bin aa-bench-correlator -- --events 1000000`
+//! (needs the local stack: `deploy/local/stack-up.sh`).
+//!
+//! Workload: `--sessions` kubectl exec sessions in as many pods, each opened by its audit
+//! event and an exec'd shell, then `--events` agent events round-robin over the sessions: a
+//! command under the session's shell followed by a connection or a file access of it, over
+//! ten minutes of event time (so most events come from sessions past the hold window, as in
+//! steady state, and the rest are held for late links).
+
+use clap::Parser;
+use integration_tests::{Service, World, cpu::cpu_time};
+use schemas::{ActivityEvent, ActivityType, Source};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Resident memory of this process, bytes.
+fn rss() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<i64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+#[derive(Parser)]
+struct Args {
+    /// Agent events (plus one audit event and one shell per session).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Concurrent open sessions.
+    #[arg(long, default_value_t = 5_000)]
+    sessions: usize,
+    /// Events per input message (as ingest batches them per partition).
+    #[arg(long, default_value_t = 2_000)]
+    batch: usize,
+}
+
+const BASE: i64 = 1_767_000_000_000_000_000;
+const S: i64 = 1_000_000_000;
+
+fn workload(tenant: &str, cluster: &str, sessions: usize, events: usize) -> Vec<ActivityEvent> {
+    let mut out = Vec::with_capacity(events + 2 * sessions);
+    let span = 600 * S;
+    let dt = span / events.max(1) as i64;
+    let pod = |s: usize| format!("web-{s:05}-7d9f8");
+    let base = |s: usize, t: i64| ActivityEvent {
+        tenant: tenant.into(),
+        cluster: cluster.into(),
+        namespace: "shop".into(),
+        pod: pod(s),
+        hostname: format!("node-{}", s % 50),
+        node: format!("node-{}", s % 50),
+        container_name: "app".into(),
+        container_id: format!("{s:012x}"),
+        container_image: "nginx:1.25".into(),
+        timestamp: t,
+        source: Source::Falco,
+        ..Default::default()
+    };
+    let start = |s: usize| BASE + (s as i64 * 60 * S) / sessions as i64;
+    let mut pid = 10_000i64;
+    for s in 0..sessions {
+        let t = start(s);
+        let mut a = base(s, t);
+        a.kind = ActivityType::Kubernetes;
+        a.source = Source::K8sAudit;
+        a.id = schemas::id::hash_id(&[b"audit", &s.to_le_bytes()]);
+        a.verb = "create".into();
+        a.resource = "pods".into();
+        a.sub_resource = "exec".into();
+        a.command = "bash".into();
+        a.container = "app".into();
+        a.tty = Some(1);
+        a.user_name = format!("user{}", s % 40);
+        a.source_addresses = vec!["203.0.113.9".into()];
+        a.hostname.clear();
+        a.node.clear();
+        a.container_id.clear();
+        a.container_name.clear();
+        out.push(a);
+        let mut root = base(s, t + 200_000_000);
+        pid += 1;
+        root.id = schemas::id::hash_id(&[b"root", &s.to_le_bytes()]);
+        root.kind = ActivityType::Command;
+        root.comm = "bash".into();
+        root.cmdline = "bash".into();
+        root.pid = pid;
+        root.process_start_time = root.timestamp;
+        root.exec_id = format!("{}:{pid}:{}", root.hostname, root.timestamp);
+        root.in_init_tree = Some(false);
+        root.tty = Some(34816);
+        root.pcomm = "runc".into();
+        out.push(root);
+    }
+    out.sort_by_key(|e| e.timestamp);
+    for i in 0..events / 2 {
+        let s = i % sessions;
+        let t = BASE + 60 * S + 2 * i as i64 * dt;
+        pid += 1;
+        let host = format!("node-{}", s % 50);
+        let shell = format!("{host}:{}:{}", 10_001 + s as i64, start(s) + 200_000_000);
+        let mut c = base(s, t);
+        c.id = schemas::id::hash_id(&[b"cmd", &i.to_le_bytes()]);
+        c.kind = ActivityType::Command;
+        c.comm = "curl".into();
+        c.cmdline = "curl -s http://checkout.shop.svc:8080/healthz".into();
+        c.exe = "/usr/bin/curl".into();
+        c.pid = pid;
+        c.ppid = 10_001 + s as i64;
+        c.pcomm = "bash".into();
+        c.tty = Some(34816);
+        c.login_shell_id = Some(c.ppid);
+        c.process_start_time = t;
+        c.exec_id = format!("{host}:{pid}:{t}");
+        c.parent_exec_id = shell;
+        let mut d = c.clone();
+        d.id = schemas::id::hash_id(&[b"act", &i.to_le_bytes()]);
+        d.timestamp = t + dt;
+        if i % 2 == 0 {
+            d.kind = ActivityType::Connection;
+            d.direction = "out".into();
+            d.l4protocol = "tcp".into();
+            d.client_ip = "10.0.3.7".into();
+            d.client_port = 41234;
+            d.server_ip = "10.96.4.4".into();
+            d.server_port = 8080;
+        } else {
+            d.kind = ActivityType::Fileaccess;
+            d.filename = "/etc/passwd".into();
+            d.directory = "/etc".into();
+            d.permissions = "r".into();
+        }
+        d.parent_exec_id.clear();
+        d.pcomm.clear();
+        out.push(c);
+        out.push(d);
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let world = World::new(4).await;
+    let events = workload(&world.tenant, &world.cluster, args.sessions, args.events);
+    let n = events.len();
+    let avg_json = integration_tests::generator::ndjson(&events[..1000]).len() / 1000;
+
+    // The engine alone, in this process: CPU per event and live bytes per open session.
+    let mut parts: Vec<Vec<ActivityEvent>> = vec![Vec::new(); 4];
+    for e in &events {
+        let p = schemas::topics::partition_for(&schemas::topics::partition_key(e), 4);
+        parts[p as usize].push(e.clone());
+    }
+    let rss0 = rss();
+    let cpu0 = cpu_time("self");
+    let mut engines = Vec::new();
+    let (mut linked, mut emitted) = (0usize, 0usize);
+    for (p, evs) in parts.into_iter().enumerate() {
+        let mut engine = correlator::engine::Engine::new(Default::default());
+        let mut rest = evs;
+        let mut offset = 0u64;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(args.batch));
+            let out = engine.process(offset, std::mem::replace(&mut rest, tail));
+            emitted += out.events.len();
+            linked += out.events.iter().filter(|e| !e.trace_id.is_empty()).count();
+            offset += 1;
+        }
+        engine.sweep();
+        let _ = p;
+        engines.push(engine);
+    }
+    let engine_cpu = cpu_time("self") - cpu0;
+    let live = rss() - rss0;
+    let sizes: Vec<_> = engines.iter().map(|e| e.sizes()).collect();
+    drop(engines);
+
+    // Fill the input topic (not measured).
+    let bus = pipeline::kafka::Bus::new(&integration_tests::kafka_config(), "bench")?;
+    let partitions = bus.partitions(&world.topics.enriched).await?;
+    for chunk in events.chunks(args.batch * partitions as usize) {
+        let records =
+            pipeline::stage::encode_by_partition(chunk, &world.topics.enriched, partitions);
+        bus.send_all(&records).await?;
+    }
+    // The enricher reads `raw`: give it the same messages there.
+    for chunk in events.chunks(args.batch * partitions as usize) {
+        let records = pipeline::stage::encode_by_partition(chunk, &world.topics.raw, partitions);
+        bus.send_all(&records).await?;
+    }
+
+    let (pass_cpu, pass_wall) = drain(&world, Service::Enricher, n).await?;
+    let (corr_cpu, corr_wall) = drain(&world, Service::Correlator, n).await?;
+
+    let per_core = |cpu: Duration| n as f64 / cpu.as_secs_f64().max(1e-9);
+    println!(
+        "correlator benchmark: {n} events (~{avg_json} B of JSON each), {} open exec sessions in {} pods, messages of {} events",
+        args.sessions, args.sessions, args.batch
+    );
+    println!(
+        "  baseline pass-through stage (enricher):  {:>10.0} events/s per core  (cpu {:.2}s, wall {:.2}s)",
+        per_core(pass_cpu),
+        pass_cpu.as_secs_f64(),
+        pass_wall.as_secs_f64()
+    );
+    println!(
+        "  correlator (Kafka -> sessions -> Kafka): {:>10.0} events/s per core  (cpu {:.2}s, wall {:.2}s)",
+        per_core(corr_cpu),
+        corr_cpu.as_secs_f64(),
+        corr_wall.as_secs_f64()
+    );
+    println!(
+        "  correlator / pass-through: {:.2}x   (target: >= 200000 events/s/core)",
+        per_core(corr_cpu) / per_core(pass_cpu)
+    );
+    println!(
+        "  (engine alone) {:>10.0} events/s per core; {linked} of {emitted} emitted events linked to a session",
+        n as f64 / engine_cpu.as_secs_f64().max(1e-9)
+    );
+    let processes: usize = sizes.iter().map(|s| s.processes).sum();
+    let held: usize = sizes.iter().map(|s| s.held_events).sum();
+    let traces: usize = sizes.iter().map(|s| s.traces).sum();
+    println!(
+        "  memory: resident set grew {} bytes for {} open sessions = at most {} bytes per open session ({processes} processes, {held} held events, {traces} traces)",
+        live,
+        args.sessions,
+        live / args.sessions as i64
+    );
+    Ok(())
+}
+
+/// Runs `service` over the `n` events of its input topic; its CPU and wall time to emit them.
+async fn drain(world: &World, service: Service, n: usize) -> anyhow::Result<(Duration, Duration)> {
+    let port = integration_tests::free_port();
+    let prefix = match service {
+        Service::Enricher => "AA_ENRICHER",
+        _ => "AA_CORRELATOR",
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let var = format!("{prefix}__OPS__LISTEN");
+    let t0 = Instant::now();
+    let mut proc = world.spawn_with(service, &[(var.as_str(), listen.as_str())]);
+    let pid = proc.child.id().to_string();
+    let http = reqwest::Client::new();
+    let stage = if service == Service::Enricher {
+        "enricher"
+    } else {
+        "correlator"
+    };
+    let metric = |body: &str, name: &str| -> u64 {
+        body.lines()
+            .find(|l| l.starts_with(name) && l.contains(&format!("stage=\"{stage}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut last_out = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let body = match http.get(format!("http://{listen}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => continue,
+        };
+        let (i, o) = (
+            metric(&body, "aa_events_in_total"),
+            metric(&body, "aa_events_out_total"),
+        );
+        if i >= n as u64 && o >= n as u64 && o == last_out {
+            break;
+        }
+        last_out = o;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{stage} did not drain: in {i}, out {o} of {n}"
+        );
+    }
+    let cpu = cpu_time(&pid);
+    let wall = t0.elapsed();
+    proc.kill9();
+    Ok((cpu, wall))
+}
