@@ -45,6 +45,10 @@ pub struct EngineConfig {
     pub leaf_idle_ms: i64,
     /// How long before a login shell an sshd/dropbear accept may be, to name its client, ms.
     pub login_accept_ms: i64,
+    /// A session's trace record is re-emitted at most this often (event time) while its
+    /// counts and end grow, ms; a new session, a merged origin or an idle partition emit at
+    /// once.
+    pub trace_update_ms: i64,
 }
 
 impl Default for EngineConfig {
@@ -54,8 +58,9 @@ impl Default for EngineConfig {
             skew_ms: 2_000,
             exec_latency_ms: 5_000,
             idle_ms: 6 * 3600 * 1000,
-            leaf_idle_ms: 10 * 60 * 1000,
+            leaf_idle_ms: 2 * 60 * 1000,
             login_accept_ms: 10_000,
+            trace_update_ms: 30_000,
         }
     }
 }
@@ -258,8 +263,9 @@ struct Accept {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TraceState {
     record: TraceRecord,
-    dirty: bool,
     last_update: i64,
+    /// Event time of the last emission (0: never emitted).
+    last_emit: i64,
 }
 
 /// The engine's whole state for one partition.
@@ -280,6 +286,8 @@ pub struct Engine {
     /// Host -> recent sshd/dropbear accepts.
     accepts: FxHashMap<u64, VecDeque<Accept>>,
     traces: FxHashMap<String, TraceState>,
+    /// Traces changed since their last emission (ordered: emission order is deterministic).
+    dirty: std::collections::BTreeSet<String>,
     /// Revision of the next emission.
     revision: u64,
     /// Events seen since the last sweep.
@@ -339,6 +347,95 @@ impl Engine {
         }
     }
 
+    /// Estimated heap bytes of the state: entries of every map (with the hash table's control
+    /// bytes and load factor) plus the strings and vectors they own.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        fn table<K, V>(n: usize) -> usize {
+            // hashbrown: 7/8 load, one control byte per bucket.
+            n * 8 / 7 * (size_of::<K>() + size_of::<V>() + 1)
+        }
+        fn link(l: &Link) -> usize {
+            match l {
+                Link::None => 0,
+                Link::Trace { id, reason, .. } => id.capacity() + reason.capacity(),
+                Link::Ambiguous { candidates, reason } => {
+                    candidates.iter().map(|c| c.capacity() + 24).sum::<usize>() + reason.capacity()
+                }
+            }
+        }
+        fn event(e: &ActivityEvent) -> usize {
+            // Every string field's heap: its JSON form is a close upper bound.
+            size_of::<ActivityEvent>() + serde_json::to_vec(e).map(|v| v.len()).unwrap_or(0)
+        }
+        let procs = table::<u64, Proc>(self.procs.len())
+            + self
+                .procs
+                .values()
+                .map(|p| {
+                    p.comm.capacity()
+                        + p.container.capacity()
+                        + match &p.anchor {
+                            Anchor::Session(t) => t.capacity(),
+                            Anchor::Frozen(l) => link(l),
+                            _ => 0,
+                        }
+                })
+                .sum::<usize>();
+        let by_pid = table::<u64, Vec<(i64, u64)>>(self.by_pid.len())
+            + self
+                .by_pid
+                .values()
+                .map(|v| v.capacity() * 16)
+                .sum::<usize>();
+        let waiting = table::<u64, Vec<u64>>(self.waiting.len())
+            + self
+                .waiting
+                .values()
+                .map(|v| v.capacity() * 8)
+                .sum::<usize>();
+        let held = self
+            .held
+            .values()
+            .flat_map(|q| q.iter())
+            .map(|h| size_of::<Held>() + event(&h.event) + link(&h.link))
+            .sum::<usize>();
+        let pods = table::<u64, Pod>(self.pods.len())
+            + self
+                .pods
+                .values()
+                .map(|p| {
+                    p.origins
+                        .iter()
+                        .map(|o| {
+                            size_of::<Origin>()
+                                + event(&o.event)
+                                + o.trace.capacity()
+                                + o.argv0.capacity()
+                                + o.container.capacity()
+                        })
+                        .sum::<usize>()
+                        + p.roots
+                            .iter()
+                            .map(|r| size_of::<Root>() + r.comm.capacity() + r.container.capacity())
+                            .sum::<usize>()
+                        + table::<u64, Link>(p.links.len())
+                        + p.links.values().map(link).sum::<usize>()
+                })
+                .sum::<usize>();
+        let traces = table::<String, TraceState>(self.traces.len())
+            + self
+                .traces
+                .iter()
+                .map(|(k, t)| {
+                    let r = &t.record;
+                    k.capacity() + serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0)
+                })
+                .sum::<usize>()
+            + self.dirty.iter().map(|d| d.capacity() + 32).sum::<usize>();
+        procs + by_pid + waiting + held + pods + traces
+    }
+
     /// Processes one input message's events; `position` orders messages (the input offset)
     /// and makes revisions grow with it.
     pub fn process(&mut self, position: u64, events: Vec<ActivityEvent>) -> Output {
@@ -356,23 +453,39 @@ impl Engine {
         if self.since_sweep >= 4096 {
             self.sweep();
         }
-        // Revisions in trace id order: the same whatever the map's iteration order.
-        let mut dirty: Vec<&String> = self
-            .traces
-            .iter()
-            .filter(|(_, t)| t.dirty)
-            .map(|(k, _)| k)
-            .collect();
-        dirty.sort();
-        let dirty: Vec<String> = dirty.into_iter().cloned().collect();
-        for id in dirty {
-            let t = self.traces.get_mut(&id).expect("listed");
-            t.dirty = false;
-            self.revision += 1;
-            t.record.revision = self.revision;
-            out.traces.push(t.record.clone());
+        out.traces = self.take_traces(false);
+        out
+    }
+
+    /// Trace records due for emission (all changed ones with `all`, e.g. when the partition
+    /// is idle), in trace id order.
+    pub fn take_traces(&mut self, all: bool) -> Vec<TraceRecord> {
+        let every = self.cfg.trace_update_ms * MS;
+        let now = self.now;
+        let mut out = Vec::new();
+        let mut emitted = Vec::new();
+        for id in &self.dirty {
+            let Some(t) = self.traces.get_mut(id) else {
+                emitted.push(id.clone());
+                continue;
+            };
+            if all || t.last_emit == 0 || t.last_emit + every <= now {
+                self.revision += 1;
+                t.record.revision = self.revision;
+                t.last_emit = now.max(1);
+                out.push(t.record.clone());
+                emitted.push(id.clone());
+            }
+        }
+        for id in emitted {
+            self.dirty.remove(&id);
         }
         out
+    }
+
+    /// Whether trace records wait for emission.
+    pub fn has_pending_traces(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     fn emit(&mut self, mut e: ActivityEvent, link: &Link, out: &mut Output) {
@@ -413,7 +526,9 @@ impl Engine {
             let merged = m.clone();
             if let Some(t) = self.traces.get_mut(&trace) {
                 t.record.end = t.record.end.max(merged.stages_completed);
-                t.dirty = true;
+                // A merged origin is news: emit at once.
+                t.last_emit = 0;
+                self.dirty.insert(trace.clone());
             }
             self.emit(merged, &link, out);
             if origin_kind != kind::EXEC {
@@ -468,10 +583,11 @@ impl Engine {
             trace.clone(),
             TraceState {
                 record,
-                dirty: true,
                 last_update: self.now,
+                last_emit: 0,
             },
         );
+        self.dirty.insert(trace.clone());
         self.emit(e, &link, out);
         self.rematch(pod_key);
         self.relink(pod_key, out);
@@ -834,13 +950,14 @@ impl Engine {
             ..Default::default()
         };
         self.traces.insert(
-            trace,
+            trace.clone(),
             TraceState {
                 record,
-                dirty: true,
                 last_update: self.now,
+                last_emit: 0,
             },
         );
+        self.dirty.insert(trace);
     }
 
     /// Names an ssh/dropbear session's client: the one unclaimed accept shortly before the
@@ -871,7 +988,8 @@ impl Engine {
             if !ip.is_empty() {
                 t.record.source_addresses = vec![ip];
             }
-            t.dirty = true;
+            t.last_emit = 0;
+            self.dirty.insert(trace.clone());
         }
         // The accept itself belongs to the session it opened.
         let link = Link::trace(&trace, 0.9, "ssh accept just before the login shell");
@@ -1057,10 +1175,6 @@ impl Engine {
 
     fn count(&mut self, e: &ActivityEvent, link: &Link, delta: i64) {
         let now = self.now;
-        let bump = |t: &mut TraceState| {
-            t.dirty = true;
-            t.last_update = now;
-        };
         match link {
             Link::None => {}
             Link::Trace { id, confidence, .. } => {
@@ -1086,14 +1200,18 @@ impl Engine {
                             r.hostname.clone_from(&e.hostname);
                         }
                     }
-                    bump(t);
+                    t.last_update = now;
+                    if !self.dirty.contains(id) {
+                        self.dirty.insert(id.clone());
+                    }
                 }
             }
             Link::Ambiguous { candidates, .. } => {
                 for c in candidates {
                     if let Some(t) = self.traces.get_mut(c) {
                         t.record.ambiguous = t.record.ambiguous.saturating_add_signed(delta);
-                        bump(t);
+                        t.last_update = now;
+                        self.dirty.insert(c.clone());
                     }
                 }
             }
@@ -1167,8 +1285,9 @@ impl Engine {
             }
         }
         self.accepts.retain(|_, q| !q.is_empty());
+        let dirty = &self.dirty;
         self.traces
-            .retain(|_, t| t.dirty || t.last_update + idle > now);
+            .retain(|id, t| dirty.contains(id) || t.last_update + idle > now);
     }
 }
 
@@ -1202,15 +1321,19 @@ fn pod_key(e: &ActivityEvent) -> u64 {
 
 /// The key of an event's process: its exec id, else (host, pid, start time).
 fn proc_key(e: &ActivityEvent) -> Option<u64> {
-    let id = e.exec_id_or_key();
-    (!id.is_empty()).then(|| {
+    let parts = |id: &[u8]| {
         key(&[
             e.tenant.as_bytes(),
             e.cluster.as_bytes(),
             e.hostname.as_bytes(),
-            id.as_bytes(),
+            id,
         ])
-    })
+    };
+    if !e.exec_id.is_empty() {
+        return Some(parts(e.exec_id.as_bytes()));
+    }
+    let id = e.exec_id_or_key();
+    (!id.is_empty()).then(|| parts(id.as_bytes()))
 }
 
 trait ExecKey {

@@ -58,7 +58,7 @@ impl Default for CorrelatorConfig {
             topics: Topics::default(),
             group: format!("activity-audit-{STAGE}"),
             max_in_flight: 256,
-            snapshot_interval_ms: 10_000,
+            snapshot_interval_ms: 30_000,
             engine: EngineConfig::default(),
             ops: OpsConfig::on_port(9449),
         }
@@ -85,6 +85,7 @@ struct Part {
     seeking: Option<i64>,
     last_snapshot: Instant,
     dirty: bool,
+    last_input: Instant,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Option<(i32, i64)>> + Send>>;
@@ -130,6 +131,18 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 acks.store(&consumer);
+                // Trace records held back by the update interval go out once a partition idles.
+                let mut idle_traces = Vec::new();
+                for (partition, p) in parts.iter_mut() {
+                    if p.engine.has_pending_traces() && p.last_input.elapsed() > Duration::from_secs(1) {
+                        let traces = p.engine.take_traces(true);
+                        p.dirty = true;
+                        idle_traces.push(trace_message(&traces, &cfg.topics.traces, partition % trace_partitions));
+                    }
+                }
+                if !idle_traces.is_empty() && send_retrying(&bus, &idle_traces, &shutdown).await.is_none() {
+                    break;
+                }
                 snapshot_due |= parts.values().any(|p| p.dirty && p.last_snapshot.elapsed() >= snapshot_every);
             }
             msg = consumer.recv(), if !snapshot_due && in_flight.len() < cfg.max_in_flight => {
@@ -158,6 +171,7 @@ pub async fn run(
                 let out = part.engine.process(offset as u64, events);
                 part.next_offset = offset + 1;
                 part.dirty = true;
+                part.last_input = Instant::now();
                 let n_out = out.events.len() as u64;
                 records.extend(pipeline::stage::encode_by_partition(&out.events, &cfg.topics.events, out_partitions));
                 if !out.traces.is_empty() {
@@ -288,6 +302,7 @@ async fn place<'a>(
         seeking: None,
         last_snapshot: Instant::now(),
         dirty: false,
+        last_input: Instant::now(),
     };
     parts.insert(partition, part);
     let p = parts.get_mut(&partition).expect("inserted");

@@ -1,37 +1,169 @@
-//! Enricher: `raw` topic → (Kubernetes asset metadata) → `enriched` topic.
+//! Enricher: `raw` topic → Kubernetes asset metadata → `enriched` topic.
 //!
-//! Today the stage passes events through unchanged (the metadata joins come with the enricher
-//! issue), but it already runs the real loop: consumer group, re-keying by partition, produce
-//! with `acks=all`, offsets stored only after the output is acknowledged, dead letters.
+//! For every event of a configured cluster it fills namespace, workload (Deployment through
+//! its ReplicaSet, CronJob through its Job, StatefulSet, DaemonSet, …), pod, container name,
+//! id and image, node and hostname from the Kubernetes API ([`watch`] keeps a compact copy
+//! per cluster, [`meta`]); API values win over what the agent reported. An event about a pod
+//! or container the API does not know yet (a process exec'd in a container's first moments)
+//! waits a bounded time for the watchers, without holding back later messages, then goes on
+//! with what the agent provided, flagged `enrichment = "partial"`. Enriched events are
+//! re-keyed by pod, so a pod's audit and agent events reach the same correlator partition.
 
+pub mod meta;
+pub mod watch;
+
+use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
-use pipeline::stage::{PassThrough, StageConfig};
+use pipeline::stage::{StageConfig, Transform, Transformed};
+use schemas::ActivityEvent;
+use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use watch::{ClusterConfig, Stores};
 
 pub const STAGE: &str = "enricher";
 
-/// Enricher configuration (`AA_ENRICHER__…` environment overrides): a [`StageConfig`].
+/// Enricher configuration (`AA_ENRICHER__…` environment overrides).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EnricherConfig(pub StageConfig);
+#[serde(deny_unknown_fields, default)]
+pub struct EnricherConfig {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub group: String,
+    pub max_in_flight: usize,
+    /// Clusters whose API to watch (`[[clusters]]`: tenant, name, kubeconfig, context).
+    pub clusters: Vec<ClusterConfig>,
+    /// How long an event about an unknown pod/container waits for the API, ms.
+    pub wait_ms: u64,
+    /// How long deleted objects are kept for late events, ms.
+    pub deleted_grace_ms: u64,
+    pub ops: OpsConfig,
+}
 
 impl Default for EnricherConfig {
     fn default() -> Self {
-        EnricherConfig(StageConfig::named(STAGE, 9439))
+        let s = StageConfig::named(STAGE, 9439);
+        EnricherConfig {
+            kafka: s.kafka,
+            topics: s.topics,
+            group: s.group,
+            max_in_flight: s.max_in_flight,
+            clusters: Vec::new(),
+            wait_ms: 2_000,
+            deleted_grace_ms: 300_000,
+            ops: s.ops,
+        }
+    }
+}
+
+impl EnricherConfig {
+    fn stage(&self) -> StageConfig {
+        StageConfig {
+            kafka: self.kafka.clone(),
+            topics: self.topics.clone(),
+            group: self.group.clone(),
+            max_in_flight: self.max_in_flight,
+            ops: self.ops.clone(),
+        }
+    }
+}
+
+/// The enrichment transform over the clusters' stores.
+#[derive(Clone)]
+pub struct Enrich {
+    pub stores: Stores,
+    pub wait: Duration,
+}
+
+impl Enrich {
+    /// Enriches what the stores know now; returns the indexes still unknown.
+    fn pass(&self, events: &mut [ActivityEvent], idx: &[usize]) -> Vec<usize> {
+        let mut missing = Vec::new();
+        for &i in idx {
+            let e = &mut events[i];
+            let Some(store) = self.stores.get(&(e.tenant.clone(), e.cluster.clone())) else {
+                continue;
+            };
+            let ok = store
+                .meta
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .enrich(e);
+            if !ok {
+                if store.pods_synced() {
+                    missing.push(i);
+                } else {
+                    // The cluster's API is not (yet) reachable: no point waiting.
+                    e.enrichment = "partial".into();
+                }
+            }
+        }
+        missing
+    }
+}
+
+impl Transform for Enrich {
+    fn apply(&mut self, mut events: Vec<ActivityEvent>) -> Transformed {
+        let all: Vec<usize> = (0..events.len()).collect();
+        let missing = self.pass(&mut events, &all);
+        if missing.is_empty() {
+            return Box::pin(std::future::ready(events));
+        }
+        let this = self.clone();
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + this.wait;
+            let mut missing = missing;
+            while !missing.is_empty() {
+                // Wake on any change of the clusters involved, or at the deadline.
+                let stores: Vec<_> = missing
+                    .iter()
+                    .filter_map(|&i| {
+                        let e = &events[i];
+                        this.stores
+                            .get(&(e.tenant.clone(), e.cluster.clone()))
+                            .cloned()
+                    })
+                    .collect();
+                let changed = futures::future::select_all(
+                    stores.iter().map(|s| Box::pin(s.changed.notified())),
+                );
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    break;
+                }
+                missing = this.pass(&mut events, &missing);
+            }
+            for i in missing {
+                events[i].enrichment = "partial".into();
+            }
+            events
+        })
     }
 }
 
 pub async fn run(cfg: EnricherConfig, ready: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
-    let c = &cfg.0;
-    pipeline::stage::serve(
-        c,
+    let (stores, tasks) = watch::start(&cfg.clusters, Duration::from_millis(cfg.deleted_grace_ms));
+    tracing::info!(
+        clusters = cfg.clusters.len(),
+        "enricher clusters configured"
+    );
+    let transform = Enrich {
+        stores,
+        wait: Duration::from_millis(cfg.wait_ms),
+    };
+    let stage = cfg.stage();
+    let r = pipeline::stage::serve(
+        &stage,
         STAGE,
-        &c.topics.raw,
-        &c.topics.enriched,
-        PassThrough,
+        &stage.topics.raw,
+        &stage.topics.enriched,
+        transform,
         ready,
         shutdown,
     )
-    .await
+    .await;
+    for t in tasks {
+        t.abort();
+    }
+    r
 }

@@ -22,6 +22,6 @@ async fn main() -> anyhow::Result<()> {
         pipeline::config::load(args.config.as_deref(), "AA_ENRICHER")?;
     let shutdown = pipeline::shutdown::on_signals();
     let ready = pipeline::ops::Readiness::default();
-    pipeline::ops::serve(cfg.0.ops.listen, ready.clone(), shutdown.clone()).await?;
+    pipeline::ops::serve(cfg.ops.listen, ready.clone(), shutdown.clone()).await?;
     enricher::run(cfg, ready, shutdown).await
 }

@@ -81,7 +81,7 @@ impl Bus {
                 ("client.id", client_id.to_string()),
                 ("acks", "all".into()),
                 ("enable.idempotence", cfg.idempotence.to_string()),
-                ("linger.ms", "2".into()),
+                ("linger.ms", cfg.linger_ms.to_string()),
                 ("message.timeout.ms", cfg.produce_timeout_ms.to_string()),
                 ("queue.buffering.max.kbytes", "262144".into()),
                 ("message.max.bytes", "1048576".into()),

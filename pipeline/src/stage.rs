@@ -21,18 +21,22 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+/// Events a transform hands on, possibly later (e.g. after waiting a bounded time for
+/// metadata). Later messages are not held back meanwhile; only their offsets wait, in order.
+pub type Transformed = Pin<Box<dyn Future<Output = Vec<ActivityEvent>> + Send>>;
+
 /// What a stage does to events. Called on one input message's events at a time, in order.
 pub trait Transform: Send + 'static {
-    fn apply(&mut self, events: Vec<ActivityEvent>) -> Vec<ActivityEvent>;
+    fn apply(&mut self, events: Vec<ActivityEvent>) -> Transformed;
 }
 
-/// The identity transform (used until a stage has real work, and as a benchmark baseline).
+/// The identity transform (a benchmark baseline).
 #[derive(Debug, Default)]
 pub struct PassThrough;
 
 impl Transform for PassThrough {
-    fn apply(&mut self, events: Vec<ActivityEvent>) -> Vec<ActivityEvent> {
-        events
+    fn apply(&mut self, events: Vec<ActivityEvent>) -> Transformed {
+        Box::pin(std::future::ready(events))
     }
 }
 
@@ -196,13 +200,15 @@ pub async fn run<T: Transform>(
                     records.push(dlq.record(payload.to_vec(), key, "undecodable", &bad.join("; "), &origin));
                 }
                 EVENTS_IN.with_label_values(&[stage]).inc_by(events.len() as u64);
-                let out = transform.apply(events);
-                BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
-                let n_out = out.len() as u64;
-                records.extend(encode_by_partition(&out, &spec.output_topic, partitions));
+                let transformed = transform.apply(events);
                 let bus = bus.clone();
                 let sd = shutdown.clone();
+                let output_topic = spec.output_topic.clone();
                 in_flight.push_back(Box::pin(async move {
+                    let out = transformed.await;
+                    BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
+                    let n_out = out.len() as u64;
+                    records.extend(encode_by_partition(&out, &output_topic, partitions));
                     let mut backoff = Duration::from_millis(100);
                     loop {
                         match bus.send_all(&records).await {

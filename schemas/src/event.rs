@@ -198,6 +198,11 @@ pub struct ActivityEvent {
         skip_serializing_if = "String::is_empty"
     )]
     pub node: String,
+    /// Where the asset fields come from: `api` (the Kubernetes API, via the enricher) or
+    /// `partial` (the API did not know the container or pod in time: only what the agent
+    /// itself reported). Empty outside Kubernetes or without a configured cluster.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub enrichment: String,
 
     // ---- process (command, connection, fileaccess) ----------------------------------------
     #[serde(skip_serializing_if = "String::is_empty")]

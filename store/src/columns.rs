@@ -129,6 +129,7 @@ pub const COLUMNS: &[Column] = &[
         TextList,
     ),
     col("revision", "UInt64", "revision", Number),
+    col("enrichment", "LC", "enrichment", Text),
 ];
 
 /// Column names in insert order.

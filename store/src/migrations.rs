@@ -44,6 +44,8 @@ pub enum Step {
     /// before it existed): the engine's version column cannot be added in place. Rows are
     /// copied into a new table that then takes the old one's name.
     RebuildEventsWithRevision(String),
+    /// Adds a column of `events` (from [`COLUMNS`]) unless it exists.
+    AddEventsColumn(&'static str),
 }
 
 fn column_type(ch_type: &str, f: Features) -> String {
@@ -121,6 +123,11 @@ pub fn all(f: Features) -> Vec<Migration> {
             name: "traces",
             steps: vec![Step::Sql(traces_table(f))],
         },
+        Migration {
+            version: 4,
+            name: "events enrichment",
+            steps: vec![Step::AddEventsColumn("enrichment")],
+        },
     ]
 }
 
@@ -128,6 +135,29 @@ pub fn all(f: Features) -> Vec<Migration> {
 async fn apply_step(ch: &ClickHouse, step: &Step) -> Result<(), StoreError> {
     match step {
         Step::Sql(sql) => ch.execute(sql).await,
+        Step::AddEventsColumn(name) => {
+            let exists = ch
+                .query_text(&format!(
+                    "SELECT count() FROM system.columns WHERE database = currentDatabase() \
+                     AND table = 'events' AND name = {}",
+                    crate::sql::quote(name)
+                ))
+                .await?;
+            if exists.trim() != "0" {
+                return Ok(());
+            }
+            let c = COLUMNS
+                .iter()
+                .find(|c| c.name == *name)
+                .expect("migrations add columns of COLUMNS");
+            let f = features(ch).await?;
+            ch.execute(&format!(
+                "ALTER TABLE events ADD COLUMN {} {}",
+                c.name,
+                column_type(c.ch_type, f)
+            ))
+            .await
+        }
         Step::RebuildEventsWithRevision(ddl) => {
             #[derive(serde::Deserialize)]
             struct Col {
@@ -169,6 +199,11 @@ async fn apply_step(ch: &ClickHouse, step: &Step) -> Result<(), StoreError> {
     }
 }
 
+async fn features(ch: &ClickHouse) -> Result<Features, StoreError> {
+    let (major, minor) = ch.server_version().await?;
+    Ok(Features::for_version(major, minor))
+}
+
 /// Creates the database if needed and applies every migration not yet recorded.
 /// Returns the versions applied by this call.
 pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
@@ -181,8 +216,7 @@ pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
          ENGINE = MergeTree ORDER BY version",
     )
     .await?;
-    let (major, minor) = ch.server_version().await?;
-    let features = Features::for_version(major, minor);
+    let features = features(ch).await?;
     #[derive(serde::Deserialize)]
     struct Row {
         version: u32,

@@ -130,6 +130,8 @@ pub struct EventView<'a> {
     #[serde(rename = "traceCandidates", borrow)]
     pub trace_candidates: Vec<Cow<'a, str>>,
     pub revision: u64,
+    #[serde(borrow)]
+    pub enrichment: Cow<'a, str>,
 }
 
 impl<'a> From<&'a ActivityEvent> for EventView<'a> {
@@ -210,6 +212,7 @@ impl<'a> From<&'a ActivityEvent> for EventView<'a> {
                 .map(|s| Cow::Borrowed(s.as_str()))
                 .collect(),
             revision: e.revision,
+            enrichment: Cow::Borrowed(&e.enrichment),
         }
     }
 }
@@ -341,6 +344,7 @@ pub fn write_view(buf: &mut Vec<u8>, e: &EventView<'_>) {
     string(buf, &e.trace_link);
     strings(buf, &e.trace_candidates);
     buf.extend_from_slice(&e.revision.to_le_bytes());
+    string(buf, &e.enrichment);
 }
 
 /// Appends an owned event as one row (through its borrowed view: one encoder).
@@ -383,7 +387,7 @@ mod tests {
             "user.username": "alice", "user.groups": ["a", "b&c"], "userAgent": "kubectl",
             "sourceAddresses": ["9.9.9.9"], "auditId": "au", "responseCode": 101,
             "stages.started": 7, "stages.completed": 8, "traceConfidence": 0.5,
-            "traceLink": "ambiguous", "traceCandidates": ["t1", "t2"], "revision": 9
+            "traceLink": "ambiguous", "traceCandidates": ["t1", "t2"], "revision": 9, "enrichment": "api"
         }"#,
         )
         .unwrap();

@@ -3,6 +3,7 @@
 //! run as child processes, and a generator of realistic events.
 
 pub mod cpu;
+pub mod fake_kube;
 pub mod generator;
 pub mod scenarios;
 

@@ -1676,6 +1676,7 @@ pub struct Correlated {
 
 impl Correlated {
     fn keep(&mut self, out: correlator::engine::Output) {
+        self.keep_traces(out.traces);
         for e in out.events {
             match self.events.get(&e.id) {
                 Some(old) if old.revision >= e.revision => {}
@@ -1684,7 +1685,10 @@ impl Correlated {
                 }
             }
         }
-        for t in out.traces {
+    }
+
+    fn keep_traces(&mut self, traces: Vec<schemas::TraceRecord>) {
+        for t in traces {
             match self.traces.get(&t.trace_id) {
                 Some(old) if old.revision >= t.revision => {}
                 _ => {
@@ -1744,6 +1748,8 @@ pub fn correlate(
             result.keep(out);
             offset += 1;
         }
+        // The partition goes idle: the service then emits the trace records held back.
+        result.keep_traces(engine.take_traces(true));
     }
     result
 }

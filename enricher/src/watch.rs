@@ -1,0 +1,216 @@
+//! Kubernetes API watchers: for every configured cluster, list+watch Pods, ReplicaSets, Jobs
+//! and Nodes with `kube`'s watcher (re-list on restarts, backoff on errors) into that
+//! cluster's [`Store`]. A cluster that is unreachable keeps retrying and never holds up the
+//! others; each store says whether its initial lists completed.
+
+use crate::meta::{ClusterMeta, Kind};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A cluster to watch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Tenant the cluster belongs to (as in the ingest token).
+    pub tenant: String,
+    /// Cluster name (as in the ingest token: `kubernetes.cluster.name`).
+    pub name: String,
+    /// Kubeconfig file; absent: in-cluster service account credentials.
+    #[serde(default)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the file's current context).
+    #[serde(default)]
+    pub context: Option<String>,
+}
+
+/// One cluster's metadata and who waits for it.
+#[derive(Debug, Default)]
+pub struct Store {
+    pub meta: RwLock<ClusterMeta>,
+    /// Woken on every change (events waiting for metadata re-check).
+    pub changed: Notify,
+    /// Bit per kind whose initial list completed.
+    synced: AtomicU8,
+}
+
+const ALL_SYNCED: u8 = 0b1111;
+
+fn bit(kind: Kind) -> u8 {
+    match kind {
+        Kind::Pod => 1,
+        Kind::ReplicaSet => 2,
+        Kind::Job => 4,
+        Kind::Node => 8,
+    }
+}
+
+impl Store {
+    /// Whether every watcher listed its objects at least once.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire) == ALL_SYNCED
+    }
+    /// Whether pods were listed at least once (enough to enrich).
+    pub fn pods_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire) & 1 == 1
+    }
+}
+
+/// The stores of all configured clusters, by (tenant, cluster).
+pub type Stores = Arc<HashMap<(String, String), Arc<Store>>>;
+
+/// Builds a client for a cluster from its kubeconfig (or in-cluster credentials).
+pub async fn client(c: &ClusterConfig) -> anyhow::Result<Client> {
+    let config = match &c.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)?;
+            let opts = kube::config::KubeConfigOptions {
+                context: c.context.clone(),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(kc, &opts).await?
+        }
+        None => kube::Config::incluster()?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// Starts the watchers of every cluster; they run until the returned handles are dropped or
+/// aborted. A cluster whose client cannot be built retries with backoff.
+pub fn start(
+    clusters: &[ClusterConfig],
+    grace: Duration,
+) -> (Stores, Vec<tokio::task::JoinHandle<()>>) {
+    let mut stores = HashMap::new();
+    let mut tasks = Vec::new();
+    for c in clusters {
+        let store = Arc::new(Store::default());
+        stores.insert((c.tenant.clone(), c.name.clone()), store.clone());
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(500);
+            let client = loop {
+                match client(&c).await {
+                    Ok(cl) => break cl,
+                    Err(e) => {
+                        tracing::warn!(cluster = %c.name, tenant = %c.tenant, error = %e, "kubernetes client, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                    }
+                }
+            };
+            tracing::info!(cluster = %c.name, tenant = %c.tenant, "watching the kubernetes API");
+            let name = c.name.clone();
+            tokio::join!(
+                watch(&name, Api::<Pod>::all(client.clone()), Kind::Pod, store.clone(), grace, |m, p| m.apply_pod(p)),
+                watch(&name, Api::<ReplicaSet>::all(client.clone()), Kind::ReplicaSet, store.clone(), grace, |m, o| m.apply_replicaset(o)),
+                watch(&name, Api::<Job>::all(client.clone()), Kind::Job, store.clone(), grace, |m, o| m.apply_job(o)),
+                watch(&name, Api::<Node>::all(client), Kind::Node, store, grace, |m, o| m.apply_node(o)),
+            );
+        }));
+    }
+    (Arc::new(stores), tasks)
+}
+
+/// Runs one kind's watcher into the store, forever.
+async fn watch<K>(
+    cluster: &str,
+    api: Api<K>,
+    kind: Kind,
+    store: Arc<Store>,
+    grace: Duration,
+    apply: impl Fn(&mut ClusterMeta, &K),
+) where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    consume(cluster, stream, kind, &store, grace, apply).await;
+}
+
+/// Applies a watcher's events to the store (separate from the client for tests).
+pub async fn consume<K, S>(
+    cluster: &str,
+    stream: S,
+    kind: Kind,
+    store: &Store,
+    grace: Duration,
+    apply: impl Fn(&mut ClusterMeta, &K),
+) where
+    K: Resource + Clone,
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut listing: Vec<(String, String)> = Vec::new();
+    let mut last_sweep = Instant::now();
+    while let Some(ev) = stream.next().await {
+        let now = Instant::now();
+        match ev {
+            Ok(Event::Init) => listing.clear(),
+            Ok(Event::InitApply(o)) => {
+                let m = o.meta();
+                listing.push((
+                    m.namespace.clone().unwrap_or_default(),
+                    m.name.clone().unwrap_or_default(),
+                ));
+                apply(
+                    &mut store.meta.write().unwrap_or_else(|p| p.into_inner()),
+                    &o,
+                );
+            }
+            Ok(Event::InitDone) => {
+                store
+                    .meta
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .relisted(kind, &listing, now);
+                listing.clear();
+                store.synced.fetch_or(bit(kind), Ordering::AcqRel);
+                tracing::info!(cluster, ?kind, "listed");
+            }
+            Ok(Event::Apply(o)) => {
+                apply(
+                    &mut store.meta.write().unwrap_or_else(|p| p.into_inner()),
+                    &o,
+                );
+            }
+            Ok(Event::Delete(o)) => {
+                let m = o.meta();
+                store
+                    .meta
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .delete(
+                        kind,
+                        m.namespace.as_deref(),
+                        m.name.as_deref().unwrap_or(""),
+                        now,
+                    );
+            }
+            Err(e) => {
+                tracing::warn!(cluster, ?kind, error = %e, "watch failed, retrying with backoff");
+                continue;
+            }
+        }
+        store.changed.notify_waiters();
+        if now.duration_since(last_sweep) > Duration::from_secs(10) {
+            last_sweep = now;
+            store
+                .meta
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .sweep(now, grace);
+        }
+    }
+}
