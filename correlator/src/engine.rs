@@ -579,18 +579,24 @@ impl Engine {
             reason: "origin".into(),
             ..Default::default()
         };
+        self.open_trace(record);
+        self.emit(e, &link, out);
+        self.rematch(pod_key);
+        self.relink(pod_key, out);
+    }
+
+    /// Starts tracking a session's record (emitted with the next message).
+    fn open_trace(&mut self, record: TraceRecord) {
+        let id = record.trace_id.clone();
         self.traces.insert(
-            trace.clone(),
+            id.clone(),
             TraceState {
                 record,
                 last_update: self.now,
                 last_emit: 0,
             },
         );
-        self.dirty.insert(trace.clone());
-        self.emit(e, &link, out);
-        self.rematch(pod_key);
-        self.relink(pod_key, out);
+        self.dirty.insert(id);
     }
 
     /// Recomputes the root -> origin links of a pod's exec roots.
@@ -949,15 +955,7 @@ impl Engine {
             reason: format!("login shell under {}", e.pcomm),
             ..Default::default()
         };
-        self.traces.insert(
-            trace.clone(),
-            TraceState {
-                record,
-                last_update: self.now,
-                last_emit: 0,
-            },
-        );
-        self.dirty.insert(trace);
+        self.open_trace(record);
     }
 
     /// Names an ssh/dropbear session's client: the one unclaimed accept shortly before the

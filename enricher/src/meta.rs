@@ -97,6 +97,59 @@ impl ClusterMeta {
         self.pods.len()
     }
 
+    /// Estimated heap bytes: every map entry (with the hash table's control bytes and load
+    /// factor) plus the strings and vectors it owns; interned names once.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        fn table<K, V>(n: usize) -> usize {
+            n * 8 / 7 * (size_of::<K>() + size_of::<V>() + 1)
+        }
+        let pods = table::<(Arc<str>, String), Kept<PodMeta>>(self.pods.len())
+            + self
+                .pods
+                .iter()
+                .map(|((_, n), p)| {
+                    let v = &p.value;
+                    n.capacity()
+                        + v.name.capacity()
+                        + v.owner.as_ref().map(|(_, o)| o.capacity()).unwrap_or(0)
+                        + v.containers.capacity() * size_of::<Container>()
+                        + v.containers
+                            .iter()
+                            .map(|c| c.name.capacity() + c.id.capacity() + c.image.capacity())
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+        let containers = table::<String, (Arc<str>, String)>(self.containers.len())
+            + self
+                .containers
+                .iter()
+                .map(|(k, (_, p))| k.capacity() + p.capacity())
+                .sum::<usize>();
+        let owned = |m: &HashMap<(Arc<str>, String), Kept<Owned>>| {
+            table::<(Arc<str>, String), Kept<Owned>>(m.len())
+                + m.iter()
+                    .map(|((_, n), o)| {
+                        n.capacity()
+                            + o.value
+                                .owner
+                                .as_ref()
+                                .map(|(_, x)| x.capacity())
+                                .unwrap_or(0)
+                    })
+                    .sum::<usize>()
+        };
+        let nodes = table::<String, Kept<String>>(self.nodes.len())
+            + self
+                .nodes
+                .iter()
+                .map(|(k, v)| k.capacity() + v.value.capacity())
+                .sum::<usize>();
+        let names = table::<String, Arc<str>>(self.names.len())
+            + self.names.keys().map(|k| 2 * k.len() + 16).sum::<usize>();
+        pods + containers + owned(&self.replicasets) + owned(&self.jobs) + nodes + names
+    }
+
     pub fn apply_pod(&mut self, pod: &Pod) {
         let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
             return;

@@ -1,8 +1,9 @@
 //! Query API: authenticated, tenant-scoped reads of stored activity.
 //!
 //! Today: `GET /api/v1/activity/entries?from=&to=&types=&limit=` (newest first, duplicates
-//! hidden with `FINAL`) and `GET /api/v1/activity/entries/{id}`. The filter language, cursors,
-//! histogram, trace, groups and gRPC come with the query API issue.
+//! hidden with `FINAL`), `GET /api/v1/activity/entries/{id}` and
+//! `GET /api/v1/activity/entries/{id}/trace` (the session the entry belongs to). The filter
+//! language, cursors, histogram, groups and gRPC come with the query API issue.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -180,6 +181,144 @@ async fn entry(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<St
     }
 }
 
+/// Events of a trace are looked for this far around the record's start and end (the record's
+/// end is updated at most every 30 s of event time, late agents lag a little more), ns.
+const TRACE_MARGIN_NS: i64 = 5 * 60 * 1_000_000_000;
+/// Most entries one trace answer carries.
+const TRACE_MAX_ENTRIES: usize = 10_000;
+
+/// One entry of a trace, with the entry of the process that started it (the process tree).
+#[derive(Serialize)]
+struct TraceEntry {
+    #[serde(flatten)]
+    entry: schemas::ActivityEvent,
+    #[serde(rename = "parentEntryId", skip_serializing_if = "Option::is_none")]
+    parent_entry_id: Option<String>,
+}
+
+async fn select_events(
+    st: &AppState,
+    conds: &str,
+    order: &str,
+) -> Result<Vec<schemas::ActivityEvent>, store::StoreError> {
+    st.ch
+        .query_rows::<schemas::ActivityEvent>(&format!(
+            "SELECT {} FROM events FINAL WHERE {conds} {order}",
+            store::columns::select_as_attributes()
+        ))
+        .await
+}
+
+/// The whole session of an entry: the trace record (origin: who, from where, where), then
+/// every entry of the session in time order with its parent in the process tree, and the
+/// entries that may belong to it but could not be told apart from another session.
+async fn trace(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let tenant = match tenant(&st, &headers) {
+        Ok(t) => t,
+        Err((status, msg)) => return err(status, msg),
+    };
+    let unavailable = |e: store::StoreError| {
+        tracing::error!(error = %e, "trace query failed");
+        err(StatusCode::SERVICE_UNAVAILABLE, "storage unavailable")
+    };
+    let t = quote(&tenant);
+    let entry = match select_events(
+        &st,
+        &format!("tenant = {t} AND id = {}", quote(&id)),
+        "LIMIT 1",
+    )
+    .await
+    {
+        Ok(mut rows) if !rows.is_empty() => rows.remove(0),
+        Ok(_) => return err(StatusCode::NOT_FOUND, format!("no entry {id:?}")),
+        Err(e) => return unavailable(e),
+    };
+    if entry.trace_id.is_empty() {
+        if entry.trace_candidates.is_empty() {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!("entry {id:?} belongs to no session"),
+            );
+        }
+        return (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({
+                "error": format!("entry {id:?} may belong to several sessions; ask for one of the candidates"),
+                "candidates": entry.trace_candidates,
+                "reason": entry.trace_link,
+            })),
+        )
+            .into_response();
+    }
+    let tid = quote(&entry.trace_id);
+    let record = match st
+        .ch
+        .query_rows::<schemas::TraceRecord>(&format!(
+            "SELECT * FROM traces FINAL WHERE tenant = {t} AND traceId = {tid} LIMIT 1"
+        ))
+        .await
+    {
+        Ok(mut r) if !r.is_empty() => r.remove(0),
+        Ok(_) => {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!("trace {} not stored yet", entry.trace_id),
+            );
+        }
+        Err(e) => return unavailable(e),
+    };
+    let (from, to) = (
+        record.start.min(entry.timestamp) - TRACE_MARGIN_NS,
+        record.end.max(entry.timestamp) + TRACE_MARGIN_NS,
+    );
+    let range = format!("tenant = {t} AND timestamp >= {from} AND timestamp <= {to}");
+    let order = format!("ORDER BY timestamp, id LIMIT {}", TRACE_MAX_ENTRIES + 1);
+    let (in_trace, candidate) = (
+        format!("{range} AND trace_id = {tid}"),
+        format!("{range} AND has(trace_candidates, {tid})"),
+    );
+    let (members, ambiguous) = match tokio::try_join!(
+        select_events(&st, &in_trace, &order),
+        select_events(&st, &candidate, &order),
+    ) {
+        Ok(x) => x,
+        Err(e) => return unavailable(e),
+    };
+    let truncated = members.len() > TRACE_MAX_ENTRIES;
+    // The process tree: an entry's parent is the command entry of its parent process.
+    let mut command_of: HashMap<&str, &str> = HashMap::new();
+    for e in &members {
+        if e.kind == ActivityType::Command && !e.exec_id.is_empty() {
+            command_of
+                .entry(e.exec_id.as_str())
+                .or_insert(e.id.as_str());
+        }
+    }
+    let parent = |e: &schemas::ActivityEvent| -> Option<String> {
+        let key = if e.kind == ActivityType::Command {
+            &e.parent_exec_id
+        } else {
+            &e.exec_id
+        };
+        command_of.get(key.as_str()).map(|s| s.to_string())
+    };
+    let entries: Vec<TraceEntry> = members
+        .iter()
+        .take(TRACE_MAX_ENTRIES)
+        .map(|e| TraceEntry {
+            parent_entry_id: parent(e).filter(|p| *p != e.id),
+            entry: e.clone(),
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "trace": record,
+        "entries": entries,
+        "ambiguous": ambiguous,
+        "truncated": truncated,
+    }))
+    .into_response()
+}
+
 /// Serves the API until `shutdown`; returns the bound address.
 pub async fn start(
     cfg: QueryConfig,
@@ -192,6 +331,7 @@ pub async fn start(
     let app = Router::new()
         .route("/api/v1/activity/entries", get(entries))
         .route("/api/v1/activity/entries/{id}", get(entry))
+        .route("/api/v1/activity/entries/{id}/trace", get(trace))
         .with_state(AppState {
             ch: ch.clone(),
             tokens,

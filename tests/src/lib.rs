@@ -474,3 +474,63 @@ impl Drop for PrivateBroker {
         }
     }
 }
+
+/// Runs a stage binary over the `n` events already on its input topic, until its metrics say
+/// it handed them all on; returns its CPU time and the wall time (benchmarks).
+pub async fn drain_stage(
+    world: &World,
+    service: Service,
+    n: usize,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<(Duration, Duration)> {
+    let port = free_port();
+    let prefix = match service {
+        Service::Enricher => "AA_ENRICHER",
+        _ => "AA_CORRELATOR",
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let var = format!("{prefix}__OPS__LISTEN");
+    let t0 = Instant::now();
+    let mut env = vec![(var.as_str(), listen.as_str())];
+    env.extend_from_slice(extra);
+    let mut proc = world.spawn_with(service, &env);
+    let pid = proc.child.id().to_string();
+    let http = reqwest::Client::new();
+    let stage = if service == Service::Enricher {
+        "enricher"
+    } else {
+        "correlator"
+    };
+    let metric = |body: &str, name: &str| -> u64 {
+        body.lines()
+            .find(|l| l.starts_with(name) && l.contains(&format!("stage=\"{stage}\"")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut last_out = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let body = match http.get(format!("http://{listen}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => continue,
+        };
+        let (i, o) = (
+            metric(&body, "aa_events_in_total"),
+            metric(&body, "aa_events_out_total"),
+        );
+        if i >= n as u64 && o >= n as u64 && o == last_out {
+            break;
+        }
+        last_out = o;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{stage} did not drain: in {i}, out {o} of {n}"
+        );
+    }
+    let cpu = crate::cpu::cpu_time(&pid);
+    let wall = t0.elapsed();
+    proc.kill9();
+    Ok((cpu, wall))
+}

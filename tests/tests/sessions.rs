@@ -152,4 +152,71 @@ async fn an_exec_session_comes_out_as_one_trace_naming_its_user() {
     assert_eq!(t.source_addresses, ["203.0.113.24", "10.0.0.2"]);
     assert_eq!(t.pod, "web-7d9f8-x2x4q");
     assert_eq!((t.fileaccesses, t.connections), (2, 1));
+
+    // The query API returns the whole session from any of its entries.
+    let tokens = world.dir.join("query-tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
+    )
+    .unwrap();
+    let cfg = query_api::QueryConfig {
+        listen: ([127, 0, 0, 1], integration_tests::free_port()).into(),
+        clickhouse: store::ClickHouseConfig {
+            url: integration_tests::clickhouse_url(),
+            database: world.database.clone(),
+            ..Default::default()
+        },
+        tokens_file: tokens,
+        ops: pipeline::config::OpsConfig::on_port(0),
+    };
+    let (addr, _h) = query_api::start(cfg, Default::default(), pipeline::shutdown::Shutdown::new())
+        .await
+        .unwrap();
+    let cat = labelled
+        .iter()
+        .find(|l| l.event.comm == "cat" && l.event.kind == schemas::ActivityType::Command)
+        .unwrap();
+    let url = format!(
+        "http://{addr}/api/v1/activity/entries/{}/trace",
+        cat.event.id
+    );
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the trace needs a token");
+    let v: serde_json::Value = http
+        .get(&url)
+        .bearer_auth("q")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["trace"]["user"], "alice@example.com", "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        ids.len(),
+        "every entry of the session, the origin included"
+    );
+    let times: Vec<i64> = entries
+        .iter()
+        .map(|e| e["timestamp"].as_i64().unwrap())
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "time order");
+    // The process tree: `cat` hangs under the exec'd shell, its file access under `cat`.
+    let shell = entries
+        .iter()
+        .find(|e| e["comm"] == "bash" && e["type"] == "command")
+        .unwrap();
+    let cat_entry = entries
+        .iter()
+        .find(|e| e["id"] == cat.event.id.as_str())
+        .unwrap();
+    assert_eq!(cat_entry["parentEntryId"], shell["id"]);
+    let file = entries
+        .iter()
+        .find(|e| e["type"] == "fileaccess" && e["filename"] == "/etc/passwd")
+        .unwrap();
+    assert_eq!(file["parentEntryId"], cat_entry["id"]);
 }
