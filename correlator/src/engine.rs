@@ -816,10 +816,12 @@ impl Engine {
             last_seen: now,
         };
         p.parent = self.find_parent(&p);
-        if p.parent.is_none()
-            && let Some(r) = parent_ref
-        {
-            self.waiting.entry(r).or_default().push(pk);
+        if p.parent.is_none() {
+            // Wait for the parent by its exec id, or else by its pid on this host.
+            let w = parent_ref.or((p.ppid != 0).then(|| pid_wait_key(host, p.ppid)));
+            if let Some(w) = w {
+                self.waiting.entry(w).or_default().push(pk);
+            }
         }
         let hp = key(&[&host.to_le_bytes(), &e.pid.to_le_bytes()]);
         let list = self.by_pid.entry(hp).or_default();
@@ -846,8 +848,20 @@ impl Engine {
         } else if e.kind == ActivityType::Command && is_shell(&e.comm) {
             self.maybe_login_session(pk, e);
         }
-        // Children that were waiting for this process now have their parent.
-        if let Some(children) = self.waiting.remove(&pk) {
+        // Children that were waiting for this process now have their parent: by exec id, or by
+        // pid when they started after it (an older child of that pid belongs to its
+        // predecessor).
+        let mut children = self.waiting.remove(&pk).unwrap_or_default();
+        if let Some(by_pid) = self.waiting.remove(&pid_wait_key(host, e.pid)) {
+            let (mine, others): (Vec<u64>, Vec<u64>) = by_pid
+                .into_iter()
+                .partition(|c| self.procs.get(c).is_some_and(|cp| cp.start >= start));
+            children.extend(mine);
+            if !others.is_empty() {
+                self.waiting.insert(pid_wait_key(host, e.pid), others);
+            }
+        }
+        if !children.is_empty() {
             let in_exec = self
                 .procs
                 .get(&pk)
@@ -870,8 +884,8 @@ impl Engine {
                 self.rematch(pod);
             }
             self.relink(scope, out);
-        } else if exec_root || first_seen != now || self.held.contains_key(&scope) {
-            // A new root, a stub completed, or events that may hang under this process.
+        } else if exec_root || first_seen != now {
+            // A new root, or a stub completed.
             self.relink(scope, out);
         }
         true
@@ -1050,7 +1064,13 @@ impl Engine {
         // The top of the known lineage anchors nothing: an attach / run -it session of its
         // container, or no session.
         let top = &self.procs[&cur];
-        let final_ = top.first_seen + hold < now;
+        // Only a late parent or a late attach/run origin can still place it: hold it only
+        // while one of those may come (noise without tty in a pod is final at once).
+        let young = top.first_seen + hold >= now;
+        let waiting_parent = top.parent.is_none() && (top.parent_ref.is_some() || top.ppid != 0);
+        let attach_candidate =
+            top.pod != 0 && top.in_init != Some(false) && top.tty.is_none_or(|t| t != 0);
+        let final_ = !young || !(waiting_parent || attach_candidate);
         let link = self.attach_link(cur);
         (
             descendant(link, first),
@@ -1306,6 +1326,11 @@ fn descendant(link: Link, first: bool) -> Link {
         },
         l => l,
     }
+}
+
+/// Key under which children wait for a parent known only by its pid on a host.
+fn pid_wait_key(host: u64, pid: i64) -> u64 {
+    key(&[b"pid", &host.to_le_bytes(), &pid.to_le_bytes()])
 }
 
 fn pod_key(e: &ActivityEvent) -> u64 {

@@ -212,6 +212,11 @@ mod tests {
             response_code: 1,
             stages_started: 1,
             stages_completed: 1,
+            trace_confidence: 0.5,
+            trace_link: "l".into(),
+            trace_candidates: vec!["t".into()],
+            revision: 1,
+            enrichment: "api".into(),
             ..Default::default()
         };
         let v = serde_json::to_value(&e).unwrap();

@@ -21,7 +21,7 @@ async fn hundred_thousand_events_round_trip_every_field() {
     let p = world.spawn_all();
     let sent = generator::events(1, 100_000, START_NS, true);
     post_all(&world, &p.ingest.url(), &sent, 2_000).await;
-    let n = world.wait_count(100_000, Duration::from_secs(180)).await;
+    let n = world.wait_count(100_000, Duration::from_secs(420)).await;
     assert_eq!(n, 100_000, "rows visible to readers");
 
     let stored = store::read::all(&world.clickhouse(), &world.tenant)
@@ -75,7 +75,7 @@ async fn survive_kill(victim: Service) {
     for round in 0..2 {
         // Let data flow, then crash the stage mid-stream.
         let target = 20_000 * (round + 1);
-        world.wait_count(target, Duration::from_secs(120)).await;
+        world.wait_count(target, Duration::from_secs(240)).await;
         let proc = match victim {
             Service::Writer => &mut p.writer,
             Service::Enricher => &mut p.enricher,
@@ -87,7 +87,7 @@ async fn survive_kill(victim: Service) {
         *proc = world.spawn(victim);
     }
     poster.await.unwrap();
-    let n = world.wait_count(100_000, Duration::from_secs(240)).await;
+    let n = world.wait_count(100_000, Duration::from_secs(420)).await;
     assert_eq!(
         n, 100_000,
         "every event visible exactly once after {victim:?} crashes"
