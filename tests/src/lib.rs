@@ -534,3 +534,38 @@ pub async fn drain_stage(
     proc.kill9();
     Ok((cpu, wall))
 }
+
+/// Posts one scenario item to its ingest endpoint (an audit event inside an `EventList`),
+/// retrying 503s; panics unless it is accepted.
+pub async fn post_item(http: &reqwest::Client, base: &str, token: &str, input: &scenarios::Input) {
+    let body = match input {
+        scenarios::Input::Audit(v) => {
+            serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [v]})
+        }
+        other => other.value().clone(),
+    };
+    for _ in 0..100 {
+        let r = http
+            .post(format!("{base}{}", input.endpoint()))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await;
+        match r {
+            Ok(resp) if resp.status().is_success() => {
+                let v: serde_json::Value = resp.json().await.unwrap();
+                assert_eq!(v["accepted"], 1, "{v} for {body}");
+                return;
+            }
+            Ok(resp) if resp.status().as_u16() == 503 => {}
+            Ok(resp) => panic!(
+                "ingest answered {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            ),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("ingest kept failing");
+}

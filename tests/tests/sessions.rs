@@ -3,42 +3,10 @@
 //! ingest comes out with every event carrying the session's trace id, and the trace record
 //! names the user; the correlator is SIGKILLed mid-session and restarted on the way.
 
-use integration_tests::scenarios::{self, Input};
+use integration_tests::post_item as post;
+use integration_tests::scenarios;
 use integration_tests::{Service, World};
 use std::time::Duration;
-
-async fn post(http: &reqwest::Client, base: &str, token: &str, input: &Input) {
-    let body = match input {
-        Input::Audit(v) => {
-            serde_json::json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [v]})
-        }
-        other => other.value().clone(),
-    };
-    for _ in 0..100 {
-        let r = http
-            .post(format!("{base}{}", input.endpoint()))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await;
-        match r {
-            Ok(resp) if resp.status().is_success() => {
-                let v: serde_json::Value = resp.json().await.unwrap();
-                assert_eq!(v["accepted"], 1, "{v} for {body}");
-                return;
-            }
-            Ok(resp) if resp.status().as_u16() == 503 => {}
-            Ok(resp) => panic!(
-                "ingest answered {}: {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            ),
-            Err(_) => {}
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("ingest kept failing");
-}
 
 #[derive(serde::Deserialize, Debug)]
 struct Row {

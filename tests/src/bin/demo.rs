@@ -1,6 +1,7 @@
 //! The demo of `deploy/local/up.sh`: streams realistic activity through the native ingest API
 //! (as an agent would), waits until all of it is queryable in ClickHouse, then prints counts
-//! and sample queries — straight SQL and through the query API.
+//! and sample queries — straight SQL and through the query API; then a kube exec session
+//! (audit webhook + Falco) and its whole trace.
 
 use clap::Parser;
 use integration_tests::generator;
@@ -103,5 +104,103 @@ async fn main() -> anyhow::Result<()> {
         "$ curl -H 'Authorization: Bearer …' '{url}'\n{}",
         serde_json::to_string_pretty(&body)?
     );
+
+    // A `kubectl exec -it … -- bash` session as the API server's audit webhook and Falco
+    // report it, then the whole session through the trace endpoint.
+    let session =
+        integration_tests::scenarios::exec_session(seed, now - 90_000_000_000, "alice@example.com");
+    let labelled = integration_tests::scenarios::parse(
+        std::slice::from_ref(&session),
+        &args.tenant,
+        "demo-cluster",
+    );
+    for item in integration_tests::scenarios::arrival_order(std::slice::from_ref(&session)) {
+        integration_tests::post_item(&http, &args.ingest, &args.token, &item.input).await;
+    }
+    let cat = labelled
+        .iter()
+        .find(|l| l.event.comm == "cat" && l.event.kind == schemas::ActivityType::Command)
+        .expect("the session runs cat");
+    let url = format!(
+        "{}/api/v1/activity/entries/{}/trace",
+        args.query_api, cat.event.id
+    );
+    // The audit event's two stages are one entry.
+    let distinct = labelled
+        .iter()
+        .map(|l| l.event.id.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let t1 = Instant::now();
+    let trace = loop {
+        let r = http.get(&url).bearer_auth(&args.query_token).send().await?;
+        if r.status().is_success() {
+            let v: serde_json::Value = r.json().await?;
+            if v["entries"].as_array().map(Vec::len) == Some(distinct) {
+                break v;
+            }
+        }
+        anyhow::ensure!(
+            t1.elapsed() < Duration::from_secs(90),
+            "the exec session's trace did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let t = &trace["trace"];
+    println!(
+        "\n$ curl -H 'Authorization: Bearer …' '{url}'\n\
+         session {} ({}): {} (groups {}) from {} via {}, pod {}/{} container {}, confidence {}",
+        t["traceId"].as_str().unwrap_or(""),
+        t["kind"].as_str().unwrap_or(""),
+        t["user"].as_str().unwrap_or(""),
+        t["groups"],
+        t["sourceAddresses"],
+        t["userAgent"].as_str().unwrap_or(""),
+        t["namespace"].as_str().unwrap_or(""),
+        t["pod"].as_str().unwrap_or(""),
+        t["container"].as_str().unwrap_or(""),
+        t["confidence"]
+    );
+    // The process tree, indented under each entry's parent.
+    let entries = trace["entries"].as_array().cloned().unwrap_or_default();
+    let depth = |e: &serde_json::Value| {
+        let mut d = 0;
+        let mut cur = e["parentEntryId"].clone();
+        while let Some(p) = cur
+            .as_str()
+            .and_then(|id| entries.iter().find(|x| x["id"] == id))
+        {
+            d += 1;
+            cur = p["parentEntryId"].clone();
+        }
+        d
+    };
+    for e in &entries {
+        let what = match e["type"].as_str().unwrap_or("") {
+            "kubernetes" => format!(
+                "kube {} {} by {}",
+                e["subResource"].as_str().unwrap_or(""),
+                e["command"].as_str().unwrap_or(""),
+                e["user.username"].as_str().unwrap_or("")
+            ),
+            "command" => format!("$ {}", e["cmdline"].as_str().unwrap_or("")),
+            "connection" => format!(
+                "-> {}:{}",
+                e["serverIp"].as_str().unwrap_or(""),
+                e["serverPort"]
+            ),
+            "fileaccess" => format!(
+                "{} {}",
+                e["permissions"].as_str().unwrap_or(""),
+                e["filename"].as_str().unwrap_or("")
+            ),
+            other => other.to_string(),
+        };
+        println!(
+            "  {}{what}   [{}]",
+            "  ".repeat(depth(e)),
+            e["traceLink"].as_str().unwrap_or("")
+        );
+    }
     Ok(())
 }
