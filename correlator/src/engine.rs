@@ -18,6 +18,7 @@
 //! - per trace: the trace record (origin, start/end, counts, confidence).
 
 use rustc_hash::FxHashMap;
+use schemas::event::is_shell;
 use schemas::trace::kind;
 use schemas::{ActivityEvent, ActivityType, TraceRecord};
 use serde::{Deserialize, Serialize};
@@ -154,10 +155,6 @@ pub fn trace_id(tenant: &str, cluster: &str, origin_kind: &str, origin: &str) ->
         origin_kind.as_bytes(),
         origin.as_bytes(),
     ])
-}
-
-fn is_shell(comm: &str) -> bool {
-    comm.ends_with("sh") && comm != "ssh" && !comm.ends_with("-ssh")
 }
 
 const LOGIN_PARENTS: &[&str] = &["sshd", "dropbear", "login", "telnetd"];
@@ -932,7 +929,7 @@ impl Engine {
             "dropbear" => kind::DROPBEAR,
             _ => kind::SHELL,
         };
-        let trace = trace_id(&e.tenant, &e.cluster, "login", &e.exec_id_or_key());
+        let trace = trace_id(&e.tenant, &e.cluster, "login", &exec_key(e));
         if let Some(p) = self.procs.get_mut(&pk) {
             p.anchor = Anchor::Session(trace.clone());
         }
@@ -1355,24 +1352,18 @@ fn proc_key(e: &ActivityEvent) -> Option<u64> {
     if !e.exec_id.is_empty() {
         return Some(parts(e.exec_id.as_bytes()));
     }
-    let id = e.exec_id_or_key();
+    let id = exec_key(e);
     (!id.is_empty()).then(|| parts(id.as_bytes()))
 }
 
-trait ExecKey {
-    fn exec_id_or_key(&self) -> String;
-}
-
-impl ExecKey for ActivityEvent {
-    /// The process's exec id as the agent names it; for an agent without one, the same
-    /// `host:pid:start` form ingest gives Falco processes.
-    fn exec_id_or_key(&self) -> String {
-        if !self.exec_id.is_empty() {
-            self.exec_id.clone()
-        } else if self.pid != 0 && self.process_start_time != 0 {
-            format!("{}:{}:{}", self.hostname, self.pid, self.process_start_time)
-        } else {
-            String::new()
-        }
+/// The process's exec id as the agent names it; for an agent without one, the same
+/// `host:pid:start` form ingest gives Falco processes.
+fn exec_key(e: &ActivityEvent) -> String {
+    if !e.exec_id.is_empty() {
+        e.exec_id.clone()
+    } else if e.pid != 0 && e.process_start_time != 0 {
+        format!("{}:{}:{}", e.hostname, e.pid, e.process_start_time)
+    } else {
+        String::new()
     }
 }

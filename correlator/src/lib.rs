@@ -140,7 +140,7 @@ pub async fn run(
                         idle_traces.push(trace_message(&traces, &cfg.topics.traces, partition % trace_partitions));
                     }
                 }
-                if !idle_traces.is_empty() && send_retrying(&bus, &idle_traces, &shutdown).await.is_none() {
+                if !idle_traces.is_empty() && bus.send_until_acked(&idle_traces, &shutdown).await.is_none() {
                     break;
                 }
                 snapshot_due |= parts.values().any(|p| p.dirty && p.last_snapshot.elapsed() >= snapshot_every);
@@ -180,7 +180,7 @@ pub async fn run(
                 let bus = bus.clone();
                 let sd = shutdown.clone();
                 in_flight.push_back(Box::pin(async move {
-                    send_retrying(&bus, &records, &sd).await?;
+                    bus.send_until_acked(&records, &sd).await?;
                     EVENTS_OUT.with_label_values(&[STAGE]).inc_by(n_out);
                     Some((partition, offset))
                 }));
@@ -354,7 +354,7 @@ async fn snapshot_all(
             }
         };
         let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
-        if send_retrying(bus, &records, shutdown).await.is_none() {
+        if bus.send_until_acked(&records, shutdown).await.is_none() {
             return false;
         }
         tracing::debug!(
@@ -367,24 +367,6 @@ async fn snapshot_all(
         p.dirty = false;
     }
     true
-}
-
-/// Produces until acknowledged; `None` if shutdown came first.
-async fn send_retrying(bus: &Bus, records: &[Outgoing], shutdown: &Shutdown) -> Option<()> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match bus.send_all(records).await {
-            Ok(()) => return Some(()),
-            Err(e) => {
-                tracing::warn!(error = %e, "produce failed, retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return None,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
 }
 
 /// Trace records as one JSON-lines message.

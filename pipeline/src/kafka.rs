@@ -94,6 +94,29 @@ impl Bus {
         })
     }
 
+    /// Produces `records` until the broker acknowledges all of them, retrying with backoff;
+    /// `None` if `shutdown` came first (the caller then commits nothing past them).
+    pub async fn send_until_acked(
+        &self,
+        records: &[Outgoing],
+        shutdown: &crate::shutdown::Shutdown,
+    ) -> Option<()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.send_all(records).await {
+                Ok(()) => return Some(()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "produce failed, retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
     /// Partition count of `topic` (from broker metadata, cached).
     pub async fn partitions(&self, topic: &str) -> Result<i32, KafkaError> {
         if let Some(n) = self.partitions.lock().unwrap().get(topic) {

@@ -209,23 +209,9 @@ pub async fn run<T: Transform>(
                     BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
                     let n_out = out.len() as u64;
                     records.extend(encode_by_partition(&out, &output_topic, partitions));
-                    let mut backoff = Duration::from_millis(100);
-                    loop {
-                        match bus.send_all(&records).await {
-                            Ok(()) => {
-                                EVENTS_OUT.with_label_values(&[stage]).inc_by(n_out);
-                                return Some((origin.topic, origin.partition, origin.offset));
-                            }
-                            Err(e) => {
-                                tracing::warn!(stage, error = %e, "produce failed, retrying");
-                                tokio::select! {
-                                    _ = sd.cancelled() => return None,
-                                    _ = tokio::time::sleep(backoff) => {}
-                                }
-                                backoff = (backoff * 2).min(Duration::from_secs(10));
-                            }
-                        }
-                    }
+                    bus.send_until_acked(&records, &sd).await?;
+                    EVENTS_OUT.with_label_values(&[stage]).inc_by(n_out);
+                    Some((origin.topic, origin.partition, origin.offset))
                 }));
             }
         }

@@ -78,6 +78,11 @@ impl Source {
     }
 }
 
+/// Whether a command name is a shell as brief §4 defines it (`*sh`), excluding `ssh`.
+pub fn is_shell(comm: &str) -> bool {
+    comm.ends_with("sh") && comm != "ssh" && !comm.ends_with("-ssh")
+}
+
 /// A flag: `true`/`false`, or `1`/`0` as databases and some agents print it.
 pub fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     opt_flag(d).map(|b| b.unwrap_or(false))

@@ -286,13 +286,8 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
                 Some(("Deployment", "web")),
             ),
         );
-        let m = stores[&("acme".into(), "prod-eu".into())]
-            .meta
-            .read()
-            .unwrap();
         let mut x = falco_event("acme", "prod-eu", cid_late);
         let mut y = falco_event("acme", "prod-eu", cid_job);
-        drop(m);
         !enrich_now(&stores, &mut x) && !enrich_now(&stores, &mut y)
     })
     .await;

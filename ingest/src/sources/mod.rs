@@ -113,7 +113,4 @@ pub(crate) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Whether a command name is a shell as brief §4 defines it (`*sh`), excluding `ssh`.
-pub fn is_shell(comm: &str) -> bool {
-    comm.ends_with("sh") && comm != "ssh" && !comm.ends_with("-ssh")
-}
+pub use schemas::event::is_shell;
