@@ -1,12 +1,14 @@
 //! Activity Audit's shared contract: the one event model every stage reads and writes
 //! ([`ActivityEvent`]), deterministic event ids ([`id`]), the topic names and partition keys
-//! ([`topics`]) and the message codec used on every internal topic ([`batch`]).
+//! ([`topics`]), the message codec used on every internal topic ([`batch`]) and the filter
+//! language ([`filter`]).
 //!
 //! This crate is pure: types and codecs only, no async runtime and no network, so every
 //! stage, test and tool can depend on it cheaply.
 
 pub mod batch;
 pub mod event;
+pub mod filter;
 pub mod id;
 pub mod time;
 pub mod topics;

@@ -2,7 +2,7 @@
 //! filter on, and the RowBinary encoding of an [`ActivityEvent`] in exactly this order.
 //! [`COLUMNS`] is the single source for the DDL, the insert and the reads.
 
-/// Value type of a column as users see it (drives filter operators and the UI).
+/// Kind of value a column holds (the filter language's types are in `schemas::filter`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Text,

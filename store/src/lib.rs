@@ -6,6 +6,7 @@
 //! - [`migrations`]: versioned DDL, recorded in `schema_migrations`, adapted to the server
 //!   version (ClickHouse 18.16 up to current releases);
 //! - [`columns`]: the `events` table's columns and their external attribute names;
+//! - [`filter`]: filters (the parsed filter language) compiled to escaped SQL;
 //! - [`row`]: events decoded borrowing from JSON and encoded as RowBinary rows;
 //! - [`writer`]: the stage that consumes the final topic and inserts batches, committing Kafka
 //!   offsets only after ClickHouse accepted the rows;
@@ -15,6 +16,7 @@ pub mod client;
 pub mod columns;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod metrics;
 pub mod migrations;
 pub mod read;
