@@ -327,7 +327,12 @@ pub const ATTRIBUTES: &[Attribute] = &[
     attr("resource", T::String, KUBE, "pods"),
     attr("subResource", T::String, KUBE, "exec or attach"),
     attr("name", T::String, KUBE, "pod the request targets"),
-    attr("namespace", T::String, KUBE, "namespace the request targets"),
+    attr(
+        "namespace",
+        T::String,
+        KUBE,
+        "namespace the request targets",
+    ),
     attr("command", T::String, KUBE, "command requested"),
     attr("container", T::String, KUBE, "container requested"),
     attr("stdin", T::Boolean, KUBE, "stdin attached"),
@@ -551,6 +556,9 @@ impl Token {
     }
 }
 
+/// Values of the `source` attribute.
+const SOURCES: [&str; 4] = ["k8s-audit", "falco", "tetragon", "native"];
+
 const KEYWORDS: [&str; 7] = ["and", "or", "not", "in", "exists", "starts", "contains"];
 
 fn is_word_char(c: char) -> bool {
@@ -727,10 +735,9 @@ impl Parser {
                 self.at += 1;
                 Ok(())
             }
-            Some(t) => Err(self.error_at(
-                t.pos,
-                format!("expected {what}, found {}", t.describe()),
-            )),
+            Some(t) => {
+                Err(self.error_at(t.pos, format!("expected {what}, found {}", t.describe())))
+            }
             None => Err(self.error_at(self.end, format!("expected {what}, found the end"))),
         }
     }
@@ -765,9 +772,11 @@ impl Parser {
             Some(Token {
                 tok: Tok::Sym("("), ..
             }) => true,
-            Some(t @ Token {
-                tok: Tok::Word(_), ..
-            }) => !t.keyword("or"),
+            Some(
+                t @ Token {
+                    tok: Tok::Word(_), ..
+                },
+            ) => !t.keyword("or"),
             _ => false,
         }
     }
@@ -847,16 +856,12 @@ impl Parser {
             None => {
                 self.expect_sym("(", "\"(\" after in")?;
                 let mut v = vec![self.value(attribute, op)?];
-                loop {
-                    match self.peek() {
-                        Some(Token {
-                            tok: Tok::Sym(","), ..
-                        }) => {
-                            self.at += 1;
-                            v.push(self.value(attribute, op)?);
-                        }
-                        _ => break,
-                    }
+                while let Some(Token {
+                    tok: Tok::Sym(","), ..
+                }) = self.peek()
+                {
+                    self.at += 1;
+                    v.push(self.value(attribute, op)?);
                 }
                 self.expect_sym(")", "\",\" or \")\"")?;
                 v
@@ -925,10 +930,9 @@ impl Parser {
             Tok::Quoted(s) => s.clone(),
             Tok::Word(w) if !KEYWORDS.iter().any(|k| w.eq_ignore_ascii_case(k)) => w.clone(),
             _ => {
-                return Err(self.error_at(
-                    t.pos,
-                    format!("expected a value, found {}", t.describe()),
-                ));
+                return Err(
+                    self.error_at(t.pos, format!("expected a value, found {}", t.describe()))
+                );
             }
         };
         let bad = |what: &str| FilterError {
@@ -941,8 +945,12 @@ impl Parser {
         );
         Ok(match attribute.value_type {
             ValueType::String | ValueType::StringList => {
+                // enumerations: only their values can match
                 if attribute.name == "type" && !partial && ActivityType::parse(&text).is_none() {
                     return Err(bad("command, connection, fileaccess or kubernetes"));
+                }
+                if attribute.name == "source" && !partial && !SOURCES.contains(&text.as_str()) {
+                    return Err(bad("k8s-audit, falco, tetragon or native"));
                 }
                 Value::Text(text)
             }
@@ -1089,7 +1097,19 @@ mod tests {
         assert!(e.message.contains("number"), "{e}");
         assert!(parse("clientIp = \"10.0.0\"").is_err());
         assert!(parse("clientIp starts with \"10.0.\"").is_ok());
-        assert!(parse("type = process").unwrap_err().message.contains("command"));
+        assert!(
+            parse("type = process")
+                .unwrap_err()
+                .message
+                .contains("command")
+        );
+        assert!(
+            parse("source in (falco, falko)")
+                .unwrap_err()
+                .message
+                .contains("tetragon")
+        );
+        assert!(parse("source starts with fal").is_ok());
         let e = parse("pid contains 1").unwrap_err();
         assert_eq!(e.position, 4);
         assert!(e.message.contains("does not apply"), "{e}");
@@ -1186,11 +1206,13 @@ mod tests {
                 let values = prop::collection::vec(arb_value(a.value_type), n);
                 (Just(a), Just(op), values)
             })
-            .prop_filter("type values must be data sources", |(a, op, v)| {
-                a.name != "type"
-                    || op.arity() == Some(0)
-                    || v.iter()
-                        .all(|v| matches!(v, Value::Text(s) if ActivityType::parse(s).is_some()))
+            .prop_filter("enumerations take their values", |(a, op, v)| {
+                let valid = |s: &str| match a.name {
+                    "type" => ActivityType::parse(s).is_some(),
+                    "source" => SOURCES.contains(&s),
+                    _ => true,
+                };
+                op.arity() == Some(0) || v.iter().all(|v| matches!(v, Value::Text(s) if valid(s)))
             })
             .prop_map(|(attribute, op, values)| {
                 Expr::Cond(Condition {

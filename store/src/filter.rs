@@ -144,22 +144,28 @@ mod tests {
     fn conditions_compile_to_escaped_sql() {
         assert_eq!(sql("comm = \"bash\""), "comm = 'bash'");
         assert_eq!(sql("comm != bash"), "NOT (comm = 'bash')");
-        assert_eq!(
-            sql("comm in (a, \"b'c\")"),
-            r"comm IN ('a', 'b\'c')"
-        );
+        assert_eq!(sql("comm in (a, \"b'c\")"), r"comm IN ('a', 'b\'c')");
         assert_eq!(sql("uid = 0"), "ifNull(uid = 0, 0)");
         assert_eq!(sql("uid != 0"), "NOT (ifNull(uid = 0, 0))");
         assert_eq!(sql("uid exists"), "ifNull(isNotNull(uid), 0)");
         assert_eq!(sql("pid exists"), "pid != 0");
         assert_eq!(sql("hostname not exists"), "NOT (hostname != '')");
-        assert_eq!(sql("user.groups = \"system:masters\""), "has(user_groups, 'system:masters')");
+        assert_eq!(
+            sql("user.groups = \"system:masters\""),
+            "has(user_groups, 'system:masters')"
+        );
         assert_eq!(
             sql("sourceAddresses starts with \"10.\""),
             "arrayExists(x -> startsWith(x, '10.'), source_addresses)"
         );
-        assert_eq!(sql("type starts with com"), "startsWith(toString(type), 'com')");
-        assert_eq!(sql("cmdline contains \"\\\\'; DROP\""), r"position(cmdline, '\\\'; DROP') > 0");
+        assert_eq!(
+            sql("type starts with com"),
+            "startsWith(toString(type), 'com')"
+        );
+        assert_eq!(
+            sql("cmdline contains \"\\\\'; DROP\""),
+            r"position(cmdline, '\\\'; DROP') > 0"
+        );
         assert_eq!(sql("name = web-0"), "pod = 'web-0'");
         assert_eq!(sql("namespace = shop"), "namespace = 'shop'");
         assert_eq!(

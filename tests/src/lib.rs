@@ -165,6 +165,34 @@ impl World {
         clickhouse(&self.database)
     }
 
+    /// Starts the query API in this process on free ports, reading this world's database with
+    /// the token file `tokens` (TOML); stops when `shutdown` is cancelled.
+    pub async fn start_query_api(
+        &self,
+        tokens: &str,
+        shutdown: pipeline::shutdown::Shutdown,
+    ) -> query_api::Bound {
+        let path = self.dir.join(format!("query-tokens-{}.toml", unique("q")));
+        std::fs::write(&path, tokens).unwrap();
+        let cfg = query_api::QueryConfig {
+            listen: ([127, 0, 0, 1], 0).into(),
+            grpc_listen: ([127, 0, 0, 1], 0).into(),
+            clickhouse: store::ClickHouseConfig {
+                url: clickhouse_url(),
+                database: self.database.clone(),
+                ..Default::default()
+            },
+            tokens_file: path,
+            stream_poll_ms: 200,
+            ops: pipeline::config::OpsConfig::on_port(0),
+            ..Default::default()
+        };
+        query_api::start(cfg, Default::default(), shutdown)
+            .await
+            .unwrap()
+            .0
+    }
+
     fn topic_env(&self, prefix: &str, cmd: &mut Command) {
         cmd.env(format!("{prefix}__KAFKA__BROKERS"), &self.brokers)
             .env(format!("{prefix}__TOPICS__RAW"), &self.topics.raw)

@@ -122,25 +122,13 @@ async fn an_exec_session_comes_out_as_one_trace_naming_its_user() {
     assert_eq!((t.fileaccesses, t.connections), (2, 1));
 
     // The query API returns the whole session from any of its entries.
-    let tokens = world.dir.join("query-tokens.toml");
-    std::fs::write(
-        &tokens,
-        format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
-    )
-    .unwrap();
-    let cfg = query_api::QueryConfig {
-        listen: ([127, 0, 0, 1], integration_tests::free_port()).into(),
-        clickhouse: store::ClickHouseConfig {
-            url: integration_tests::clickhouse_url(),
-            database: world.database.clone(),
-            ..Default::default()
-        },
-        tokens_file: tokens,
-        ops: pipeline::config::OpsConfig::on_port(0),
-    };
-    let (addr, _h) = query_api::start(cfg, Default::default(), pipeline::shutdown::Shutdown::new())
+    let addr = world
+        .start_query_api(
+            &format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
+            pipeline::shutdown::Shutdown::new(),
+        )
         .await
-        .unwrap();
+        .http;
     let cat = labelled
         .iter()
         .find(|l| l.event.comm == "cat" && l.event.kind == schemas::ActivityType::Command)
