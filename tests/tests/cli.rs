@@ -176,6 +176,7 @@ async fn query_trace_and_tail_from_the_terminal() {
         .expect("tail printed the new commands")
         .unwrap();
     child.kill().unwrap();
+    child.wait().unwrap();
     assert_eq!(got.len(), want);
     assert!(
         got.iter()
