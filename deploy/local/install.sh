@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the build need, skipping what is already there:
-# Debian packages (ClickHouse server, cmake and headers for librdkafka, protoc, curl) and the
+# Debian packages (ClickHouse server, cmake and headers for librdkafka, protoc, curl, Chromium
+# and ChromeDriver for the web UI tests) and the
 # tansu Kafka-protocol broker (built once with cargo, cached under $AA_CACHE).
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
@@ -14,6 +15,9 @@ command -v c++ >/dev/null || need_apt+=(build-essential)
 dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_apt+=(libcurl4-openssl-dev)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
+# the web UI's browser tests drive Debian's Chromium through ChromeDriver
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 if ((${#need_apt[@]})); then
   log "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

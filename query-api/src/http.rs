@@ -38,9 +38,48 @@ impl AppState {
     }
 }
 
-/// The routes of the API.
+/// The web UI (`query-api/ui/`): static files that use only the public API below; no data is
+/// served without a token.
+const UI: [(&str, &str, &str); 3] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../ui/index.html"),
+    ),
+    (
+        "/ui/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../ui/app.js"),
+    ),
+    (
+        "/ui/app.css",
+        "text/css; charset=utf-8",
+        include_str!("../ui/app.css"),
+    ),
+];
+
+/// The routes of the API and the UI.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    for (path, content_type, body) in UI {
+        router = router.route(
+            path,
+            get(move || async move {
+                (
+                    [
+                        (axum::http::header::CONTENT_TYPE, content_type),
+                        (
+                            axum::http::header::CONTENT_SECURITY_POLICY,
+                            "default-src 'self'; frame-ancestors 'none'",
+                        ),
+                        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    ],
+                    body,
+                )
+            }),
+        );
+    }
+    router
         .route("/api/openapi.json", get(openapi))
         .route("/api/v1/activity/entries", get(entries))
         .route("/api/v1/activity/entries/{id}", get(entry))
@@ -254,14 +293,15 @@ mod tests {
     fn openapi_documents_every_route_and_attribute() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
         let src = include_str!("http.rs");
-        let routes: Vec<&str> = src
+        let routes: Vec<String> = src
             .lines()
-            .filter_map(|l| l.trim().strip_prefix(".route(\""))
-            .map(|l| &l[..l.find('"').unwrap()])
+            .filter_map(|l| l.trim().strip_prefix(".route(\"/api"))
+            .map(|l| format!("/api{l}"))
+            .map(|l| l[..l.find('"').unwrap()].to_string())
             .collect();
         assert!(routes.len() >= 9, "{routes:?}");
         for r in routes {
-            assert!(doc["paths"][r]["get"].is_object(), "{r} is not documented");
+            assert!(doc["paths"][&r]["get"].is_object(), "{r} is not documented");
         }
         let props = &doc["components"]["schemas"]["ActivityEvent"]["properties"];
         for a in schemas::filter::ATTRIBUTES {

@@ -71,6 +71,17 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> anyhow::Result<(Bound, tokio::task::JoinHandle<()>)> {
     cfg.clickhouse.validate()?;
+    let ch = ClickHouse::new(cfg.clickhouse.clone());
+    serve(cfg, ch, ready, shutdown).await
+}
+
+/// [`start`] with a given ClickHouse client (benchmarks log the statements it runs).
+pub async fn serve(
+    cfg: QueryConfig,
+    ch: ClickHouse,
+    ready: Readiness,
+    shutdown: Shutdown,
+) -> anyhow::Result<(Bound, tokio::task::JoinHandle<()>)> {
     if !(10..=60_000).contains(&cfg.stream_poll_ms) {
         anyhow::bail!("stream_poll_ms must be within 10..=60000");
     }
@@ -78,7 +89,6 @@ pub async fn start(
         &cfg.tokens_file,
         cfg.jwt.as_ref(),
     )?);
-    let ch = ClickHouse::new(cfg.clickhouse.clone());
     let state = http::AppState {
         ch: ch.clone(),
         auth,

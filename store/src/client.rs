@@ -7,10 +7,14 @@ use crate::error::StoreError;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
+/// Statements a client ran, in the order it sent them (benchmarks replay them directly).
+pub type StatementLog = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 #[derive(Clone)]
 pub struct ClickHouse {
     http: reqwest::Client,
     cfg: ClickHouseConfig,
+    log: Option<StatementLog>,
 }
 
 impl std::fmt::Debug for ClickHouse {
@@ -28,7 +32,17 @@ impl ClickHouse {
             .pool_max_idle_per_host(8)
             .build()
             .expect("building the HTTP client");
-        ClickHouse { http, cfg }
+        ClickHouse {
+            http,
+            cfg,
+            log: None,
+        }
+    }
+
+    /// This client, also appending every query it runs to `log`.
+    pub fn logging_statements(mut self, log: StatementLog) -> Self {
+        self.log = Some(log);
+        self
     }
 
     pub fn database(&self) -> &str {
@@ -105,6 +119,11 @@ impl ClickHouse {
     /// Runs a query with `FORMAT JSONEachRow` appended and decodes each row.
     pub async fn query_rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, StoreError> {
         let sql = format!("{sql} FORMAT JSONEachRow");
+        if let Some(log) = &self.log {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(sql.clone());
+        }
         let b = self.post(None, sql.into_bytes(), true).await?;
         b.split(|c| *c == b'\n')
             .filter(|l| !l.is_empty())

@@ -102,6 +102,13 @@ fn traces_table(f: Features) -> String {
     )
 }
 
+/// Where each entry is: `events` is sorted by (tenant, type, timestamp, id), so finding an
+/// entry by id alone would scan the tenant. This view, filled on every insert into `events`
+/// (and from the rows already there when it is created), turns an id into the sort-key prefix.
+const EVENTS_BY_ID: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS events_by_id \
+     ENGINE = ReplacingMergeTree ORDER BY (tenant, id) POPULATE \
+     AS SELECT tenant, id, type, timestamp FROM events";
+
 /// All migrations, oldest first.
 pub fn all(f: Features) -> Vec<Migration> {
     vec![
@@ -127,6 +134,11 @@ pub fn all(f: Features) -> Vec<Migration> {
             version: 4,
             name: "events enrichment",
             steps: vec![Step::AddEventsColumn("enrichment")],
+        },
+        Migration {
+            version: 5,
+            name: "events by id",
+            steps: vec![Step::Sql(EVENTS_BY_ID.into())],
         },
     ]
 }

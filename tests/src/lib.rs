@@ -6,6 +6,7 @@ pub mod cpu;
 pub mod fake_kube;
 pub mod generator;
 pub mod scenarios;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -88,12 +88,12 @@ async fn main() -> anyhow::Result<()> {
          WHERE tenant = {q} AND type = 'kubernetes' ORDER BY timestamp DESC LIMIT 5 FORMAT PrettyCompactMonoBlock"
     );
     println!("$ {sql}\n{}", ch.query_text(&sql).await?);
-    let url = format!(
-        "{}/api/v1/activity/entries?types=command&limit=2",
-        args.query_api
-    );
+    // The filter language: the latest two reads of /etc/passwd in namespace shop.
+    let url = format!("{}/api/v1/activity/entries", args.query_api);
+    let filter = r#"cmdline contains "/etc/passwd" and kubernetes.namespace.name = "shop""#;
     let body: serde_json::Value = http
         .get(&url)
+        .query(&[("types", "command"), ("filter", filter), ("limit", "2")])
         .bearer_auth(&args.query_token)
         .send()
         .await?
@@ -101,8 +101,26 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .await?;
     println!(
-        "$ curl -H 'Authorization: Bearer …' '{url}'\n{}",
+        "$ activity-audit query '{filter}' -t command -n 2 -o json   # GET {url}?filter=…\n{}",
         serde_json::to_string_pretty(&body)?
+    );
+    let hist: serde_json::Value = http
+        .get(format!("{}/api/v1/activity/histogram", args.query_api))
+        .query(&[
+            ("from", (now - 3_600_000_000_000).to_string()),
+            ("to", (now + 60_000_000_000).to_string()),
+        ])
+        .bearer_auth(&args.query_token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    println!(
+        "$ GET /api/v1/activity/histogram (last hour): {} buckets of {} s, totals {}\n",
+        hist["buckets"].as_array().map_or(0, Vec::len),
+        hist["bucket"].as_i64().unwrap_or(0) / 1_000_000_000,
+        hist["totals"]
     );
 
     // A `kubectl exec -it … -- bash` session as the API server's audit webhook and Falco
