@@ -475,8 +475,8 @@ async function openTrace(id, push) {
     t = await api(`/entries/${encodeURIComponent(id)}/trace`);
   } catch (err) {
     const b = err.body || {};
-    body.replaceChildren(el('p', { class: 'error' }, err.message),
-      b.candidates ? el('p', {}, `Candidate sessions: ${b.candidates.join(', ')} — ${b.reason || ''}`) : null);
+    body.replaceChildren(...[el('p', { class: 'error' }, err.message),
+      b.candidates ? el('p', {}, `Candidate sessions: ${b.candidates.join(', ')} — ${b.reason || ''}`) : null].filter(Boolean));
     return;
   }
   lastTrace = t;
@@ -499,7 +499,7 @@ async function openTrace(id, push) {
     return `+${pad(Math.floor(ms / 60000))}:${pad(Math.floor(ms / 1000) % 60)}.${pad(Math.floor(ms % 1000), 3)}`;
   };
   const icon = { command: '$', connection: '⇄', fileaccess: '▤', kubernetes: '⎈' };
-  body.replaceChildren(
+  body.replaceChildren(...[
     el('dl', { class: 'who' },
       el('dt', {}, 'Session'), el('dd', {}, `${r.kind} ${r.command || ''}`),
       el('dt', {}, 'User'), el('dd', { 'data-field': 'user' }, who),
@@ -514,7 +514,8 @@ async function openTrace(id, push) {
       el('span', { class: 't' }, offset(e.timestamp)), '  ', '   '.repeat(depthOf(e.id)), `${icon[e.type] || ''} `, summary(e),
       e.traceConfidence !== undefined && e.traceConfidence < 0.9 ? el('span', { class: 'confidence low' }, ` (${Math.round(e.traceConfidence * 100)}%)`) : null))),
     t.ambiguous.length ? el('p', { class: 'note' }, `${t.ambiguous.length} entries may belong to this session or another one that cannot be told apart.`) : null,
-    t.truncated ? el('p', { class: 'note' }, 'Only the first 10 000 entries are shown.') : null);
+    t.truncated ? el('p', { class: 'note' }, 'Only the first 10 000 entries are shown.') : null,
+  ].filter(Boolean));
 }
 
 function exportTrace() {

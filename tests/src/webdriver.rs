@@ -185,6 +185,21 @@ impl Browser {
             .to_string()
     }
 
+    /// Saves a PNG screenshot of the window to `path`.
+    pub async fn screenshot(&self, path: &std::path::Path) {
+        use base64::Engine;
+        let png = self
+            .cmd(reqwest::Method::GET, "/screenshot", Value::Null)
+            .await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(path, bytes).unwrap();
+    }
+
     /// Drags the mouse across the element from `x0` to `x1` (pixels from its left edge).
     pub async fn drag(&self, css: &str, x0: i64, x1: i64) {
         let e = self.find(css).await;

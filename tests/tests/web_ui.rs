@@ -118,6 +118,10 @@ async fn the_activity_page_in_a_browser() {
         .await,
         4
     );
+    b.screenshot(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots/activity.png"),
+    )
+    .await;
 
     // The filter bar: a filter, then autocompletion of an attribute and a value.
     b.type_into("#filter", "comm = \"bash\"\u{E007}").await;
@@ -194,6 +198,51 @@ async fn the_activity_page_in_a_browser() {
     .await;
     assert!(b.url().await.contains("%21%3D"), "the filter is in the URL");
 
+    // Quick include, then remove it by editing the filter text.
+    b.eval(
+        "document.querySelector('#rows tr .val[data-attr=\"comm\"] button[data-op=\"=\"]').click()",
+        json!([]),
+    )
+    .await;
+    b.wait_for(
+        "the inclusion",
+        &rows_js("return (new URLSearchParams(location.search).get('filter') || '').includes('comm = ') && rows.length > 0 && rows.length < 100"),
+    )
+    .await;
+    b.clear("#filter").await;
+    b.type_into("#filter", "\u{E007}").await;
+    b.wait_for(
+        "all entries again",
+        "return document.getElementById('total').innerText === '300 entries'",
+    )
+    .await;
+
+    // Page through the list by scrolling it.
+    b.eval(
+        "const l = document.getElementById('list'); l.scrollTop = l.scrollHeight;",
+        json!([]),
+    )
+    .await;
+    b.wait_for("the second page", &rows_js("return rows.length === 200"))
+        .await;
+    b.eval(
+        "const l = document.getElementById('list'); l.scrollTop = l.scrollHeight;",
+        json!([]),
+    )
+    .await;
+    b.wait_for(
+        "the last page",
+        &rows_js("return rows.length === 300 && document.getElementById('more').innerText === 'End of range'"),
+    )
+    .await;
+    let ids = b
+        .eval(
+            &rows_js("return new Set(rows.map(r => r.dataset.id)).size"),
+            json!([]),
+        )
+        .await;
+    assert_eq!(ids, 300, "no entry twice across pages");
+
     // Toggle a data source off.
     b.goto(&page).await;
     b.wait_for("the list", &rows_js("return rows.length === 100"))
@@ -233,6 +282,8 @@ async fn the_activity_page_in_a_browser() {
         "{details}"
     );
     assert!(details.contains(&events[exec].user_name), "{details}");
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+    b.screenshot(&shots.join("details.png")).await;
     b.click("#trace-button").await;
     let trace = b
         .wait_for(
@@ -248,6 +299,7 @@ async fn the_activity_page_in_a_browser() {
     );
     assert!(trace.contains("100%"), "{trace}");
     assert!(b.url().await.contains("trace="));
+    b.screenshot(&shots.join("trace.png")).await;
     // A deep link opens the trace directly.
     b.goto(&format!("{page}&trace={}", events[cmds[1]].id))
         .await;
