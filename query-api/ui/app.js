@@ -141,6 +141,22 @@ function what(e) {
   }
 }
 
+// Columns when one data source is shown (otherwise: time, type, where, what).
+const COLUMNS = {
+  command: [['comm', 'Process'], ['cmdline', 'Command line'], ['username', 'User'], ['pid', 'PID'], ['loginShellDistance', 'Depth']],
+  connection: [['comm', 'Process'], ['direction', 'Dir'], ['l4protocol', 'Proto'], ['clientIp', 'Client'], ['clientPort', 'Port'], ['serverIp', 'Server'], ['serverPort', 'Port']],
+  fileaccess: [['comm', 'Process'], ['permissions', 'Access'], ['filename', 'File']],
+  kubernetes: [['user.username', 'User'], ['subResource', 'Request'], ['container', 'Container'], ['command', 'Command'], ['sourceAddresses', 'Source IPs']],
+};
+
+function single() { return state.types.size === 1 ? [...state.types][0] : null; }
+
+function renderHead() {
+  const one = single();
+  const cols = one ? ['Time', 'Where', ...COLUMNS[one].map(([, label]) => label)] : ['Time', 'Type', 'Where', 'What'];
+  $('head').replaceChildren(el('tr', {}, cols.map((c) => el('th', {}, c))));
+}
+
 function summary(e) {
   return what(e).map(([, v]) => v).filter((v) => v !== undefined && v !== '').join(' ');
 }
@@ -273,6 +289,7 @@ async function refresh() {
   $('filter').value = state.filter;
   $('scope').value = state.scope;
   renderSources(null);
+  renderHead();
   $('rows').replaceChildren();
   $('more').textContent = 'Loading…';
   next = null;
@@ -331,11 +348,15 @@ async function loadPage(first) {
 }
 
 function row(e, fresh) {
-  const tr = el('tr', { 'data-id': e.id, class: fresh ? 'fresh' : '', onclick: () => openDetails(e.id, true) },
-    el('td', {}, fmtTime(e.timestamp)),
-    el('td', {}, el('span', { class: `type ${e.type}` }, e.type)),
-    el('td', {}, ...where(e).map(([a, v], i) => [i ? ' / ' : '', val(a, v)])),
-    el('td', { class: 'what' }, ...what(e).filter(([, v]) => v !== undefined && v !== '').map(([a, v], i) => [i ? ' ' : '', val(a, v)])));
+  const one = single();
+  const place = el('td', {}, ...where(e).map(([a, v], i) => [i ? ' / ' : '', val(a, v)]));
+  const cells = one
+    ? [el('td', {}, fmtTime(e.timestamp)), place, ...COLUMNS[one].map(([a]) => el('td', { class: 'what' }, e[a] === undefined ? '' : val(a, e[a])))]
+    : [el('td', {}, fmtTime(e.timestamp)),
+      el('td', {}, el('span', { class: `type ${e.type}` }, e.type)),
+      place,
+      el('td', { class: 'what' }, ...what(e).filter(([, v]) => v !== undefined && v !== '').map(([a, v], i) => [i ? ' ' : '', val(a, v)]))];
+  const tr = el('tr', { 'data-id': e.id, 'data-type': e.type, class: fresh ? 'fresh' : '', onclick: () => openDetails(e.id, true) }, cells);
   if (e.id === state.entry) tr.classList.add('selected');
   return tr;
 }

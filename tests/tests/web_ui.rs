@@ -269,6 +269,18 @@ async fn the_activity_page_in_a_browser() {
         3
     );
 
+    // One data source: its own columns.
+    b.goto(&format!("{page}&types=connection")).await;
+    b.wait_for(
+        "connection columns",
+        &rows_js(
+            "const head = document.getElementById('head').innerText; \
+             return rows.length > 0 && head.includes('Server') && head.includes('Client') && \
+             rows.every(r => r.dataset.type === 'connection')",
+        ),
+    )
+    .await;
+
     // Details of the kube exec, then its trace.
     b.goto(&format!("{page}&entry={}", events[exec].id)).await;
     b.wait_for(
