@@ -303,21 +303,39 @@ pub async fn entries(
             )
         }
     };
-    // Keys first (two narrow columns), then the full rows of just those keys.
-    let keys_sql = format!(
-        "SELECT timestamp, id FROM events WHERE {range}{position} \
-         ORDER BY timestamp {order}, id {order} LIMIT 1 BY timestamp, id LIMIT {}",
-        limit + 1
-    );
+    // Keys first (two narrow columns), then the full rows of just those keys. Older pages try
+    // the newest slices of what is left of the range first (see `key_windows`).
+    let windows = match direction {
+        Direction::Older => key_windows(
+            sel.from,
+            cursor.as_ref().map(|c| c.timestamp + 1).or(sel.to),
+        ),
+        Direction::Newer => vec![None],
+    };
+    let keys = async {
+        for (i, lower) in windows.iter().enumerate() {
+            let window = lower.map_or(String::new(), |l| format!(" AND timestamp >= {l}"));
+            let keys = ch
+                .query_rows::<Key>(&format!(
+                    "SELECT timestamp, id FROM events WHERE {range}{position}{window} \
+                     ORDER BY timestamp {order}, id {order} LIMIT 1 BY timestamp, id LIMIT {}",
+                    limit + 1
+                ))
+                .await?;
+            // a full page from a slice is the page: everything outside it is older
+            if keys.len() > limit as usize || i + 1 == windows.len() {
+                return Ok::<_, ApiError>(keys);
+            }
+        }
+        unreachable!("the last window is the whole range")
+    };
     // distinct ids: a replay or an earlier revision not merged yet is not counted twice
     let total_sql = format!("SELECT uniqExact(id) AS n FROM events WHERE {range}");
     let (mut keys, total) = match &cursor {
-        Some(c) => (ch.query_rows::<Key>(&keys_sql).await?, c.total),
+        Some(c) => (keys.await?, c.total),
         None => {
-            let (keys, total) = tokio::try_join!(
-                ch.query_rows::<Key>(&keys_sql),
-                ch.query_rows::<Count>(&total_sql),
-            )?;
+            let total = async { Ok::<_, ApiError>(ch.query_rows::<Count>(&total_sql).await?) };
+            let (keys, total) = tokio::try_join!(keys, total)?;
             (keys, total.first().map_or(0, |c| c.n))
         }
     };
@@ -366,6 +384,22 @@ pub async fn entries(
         data,
         page: PageInfo { prev, next, total },
     })
+}
+
+/// Lower bounds of the time slices a page of older entries is looked for in, narrowest first,
+/// ending with the whole range (`None`): the newest 1/64, then 1/8, of `[from, to)`. Most
+/// filters fill a page from the newest slice, which reads a fraction of the rows; a rare one
+/// costs at most the two small slices more. Ranges without both ends, or under ten minutes,
+/// are read at once.
+fn key_windows(from: Option<i64>, to: Option<i64>) -> Vec<Option<i64>> {
+    const MIN_SPAN: i64 = 600 * 1_000_000_000;
+    match (from, to) {
+        (Some(from), Some(to)) if to - from > MIN_SPAN => {
+            let span = to - from;
+            vec![Some(to - span / 64), Some(to - span / 8), None]
+        }
+        _ => vec![None],
+    }
 }
 
 /// One entry by id, if the caller may see it. `events_by_id` gives its type and timestamp,
@@ -1081,6 +1115,17 @@ mod tests {
             a.digest(),
             a2.digest(),
             "the range and spelling do not matter"
+        );
+    }
+
+    #[test]
+    fn key_windows_narrow_first() {
+        const M: i64 = 60 * 1_000_000_000;
+        assert_eq!(key_windows(Some(0), Some(5 * M)), vec![None]);
+        assert_eq!(key_windows(None, Some(640 * M)), vec![None]);
+        assert_eq!(
+            key_windows(Some(0), Some(640 * M)),
+            vec![Some(630 * M), Some(560 * M), None]
         );
     }
 

@@ -473,6 +473,63 @@ async fn search_paging_operators_and_every_endpoint() {
     let newer = ids_of(&b["data"]);
     assert_eq!(newer.len() as u64, round * 3, "{newer:?}");
     assert!(newer.iter().all(|id| id.starts_with("late-")));
+    // Over a long range pages look in the newest slices first: entries spread over two hours,
+    // paged 30 at a time, come out once each, in order, all of them.
+    let mut spread = dataset(43, 240, &world.tenant, T0);
+    for (i, e) in spread.iter_mut().enumerate() {
+        e.id = format!("late-spread-{i:03}"); // "late-": left out of the counts below
+        e.timestamp = T0 - (i as i64 + 1) * 30_000_000_000;
+        e.received_timestamp = e.timestamp + 1;
+    }
+    insert(&ch, &spread).await;
+    let long = [
+        ("from", (T0 - 2 * 3_600_000_000_000).to_string()),
+        ("to", (T0 + 10_000_000_000).to_string()),
+    ];
+    let mut walked: Vec<(i64, String)> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut p: Vec<(&str, &str)> = vec![("limit", "30")];
+        match &cursor {
+            Some(c) => p.push(("cursor", c)),
+            None => p.extend(long.iter().map(|(k, v)| (*k, v.as_str()))),
+        }
+        let b = api.ok("q", "/entries", &p).await;
+        for e in b["data"].as_array().unwrap() {
+            walked.push((
+                e["timestamp"].as_i64().unwrap(),
+                e["id"].as_str().unwrap().to_string(),
+            ));
+        }
+        match b["page"]["next"].as_str() {
+            Some(n) => cursor = Some(n.to_string()),
+            None => break,
+        }
+    }
+    let stored: BTreeSet<String> = ch
+        .query_text(&format!(
+            "SELECT DISTINCT id FROM events WHERE tenant = '{}' AND timestamp >= {} AND timestamp < {}",
+            world.tenant, long[0].1, long[1].1
+        ))
+        .await
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        walked.windows(2).all(|w| w[0] > w[1]),
+        "newest first, no repeats"
+    );
+    assert_eq!(
+        walked
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect::<BTreeSet<_>>(),
+        stored
+    );
+    assert_eq!(walked.len(), stored.len());
+    assert!(stored.len() >= 600 + 240);
+
     // A cursor belongs to its selection.
     let (s, b) = api
         .get(
