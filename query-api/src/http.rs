@@ -89,7 +89,30 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/activity/supported-filters", get(supported_filters))
         .route("/api/v1/activity/values", get(values))
         .route("/api/v1/activity/stream", get(stream))
+        .layer(axum::middleware::from_fn(observe))
         .with_state(state)
+}
+
+/// Counts and times every API request by its route (`MatchedPath`, so ids do not become
+/// labels).
+async fn observe(
+    path: Option<axum::extract::MatchedPath>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let t0 = std::time::Instant::now();
+    let resp = next.run(req).await;
+    if let Some(path) = path
+        && path.as_str().starts_with("/api/")
+    {
+        crate::metrics::observe(
+            path.as_str(),
+            "http",
+            resp.status().as_u16(),
+            t0.elapsed().as_secs_f64(),
+        );
+    }
+    resp
 }
 
 /// Query-string parameters; repeated keys kept (`types=command&types=connection`).

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod metrics;
 pub mod proto;
 pub mod query;
 

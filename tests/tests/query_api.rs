@@ -860,6 +860,15 @@ async fn search_paging_operators_and_every_endpoint() {
         .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
     assert!(bad.message().contains("position 7"), "{}", bad.message());
+    // Requests are counted by route (not by id) and status class.
+    let count = |route: &str, class: &str| {
+        query_api::metrics::REQUESTS
+            .with_label_values(&[route, "http", class])
+            .get()
+    };
+    assert!(count("/api/v1/activity/entries", "2xx") > 400);
+    assert!(count("/api/v1/activity/entries", "4xx") >= 10);
+    assert!(count("/api/v1/activity/entries/{id}", "4xx") >= 1);
     let unauth = grpc
         .get_entry(tonic::Request::new(proto::GetEntryRequest {
             id: e.id.clone(),
