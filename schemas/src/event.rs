@@ -10,7 +10,18 @@ use std::fmt;
 
 /// The four data sources of Activity Audit.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum ActivityType {
@@ -54,7 +65,9 @@ impl fmt::Display for ActivityType {
 }
 
 /// Which producer an event came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum Source {
     #[serde(rename = "k8s-audit")]
     K8sAudit,
@@ -125,7 +138,7 @@ fn is_zero_f32(n: &f32) -> bool {
 ///
 /// Numbers that are meaningful at zero (uid 0 is root, tty 0 is "no tty") are `Option`s so
 /// "unknown" stays distinguishable from zero; pids, ports and times use 0 for unknown.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ActivityEvent {
     // ---- identity -------------------------------------------------------------------------
@@ -253,6 +266,7 @@ pub struct ActivityEvent {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "opt_flag"
     )]
+    #[schemars(with = "Option<bool>")]
     pub in_init_tree: Option<bool>,
 
     // ---- connection -----------------------------------------------------------------------
@@ -294,6 +308,7 @@ pub struct ActivityEvent {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub container: String,
     #[serde(skip_serializing_if = "is_false", deserialize_with = "flag")]
+    #[schemars(with = "bool")]
     pub stdin: bool,
     #[serde(rename = "user.username", skip_serializing_if = "String::is_empty")]
     pub user_name: String,

@@ -10,6 +10,7 @@ pub mod batch;
 pub mod event;
 pub mod filter;
 pub mod id;
+pub mod json_schema;
 pub mod time;
 pub mod topics;
 pub mod trace;

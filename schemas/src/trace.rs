@@ -16,7 +16,7 @@ pub mod kind {
 }
 
 /// One session: where and by whom it started, how long it lasted, what it did.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TraceRecord {
     pub tenant: String,
