@@ -439,12 +439,118 @@ pub async fn ensure_topics(
     topics: &[&str],
     partitions: i32,
 ) -> Result<(), KafkaError> {
+    let settings: Vec<(&str, TopicSpec)> = topics
+        .iter()
+        .map(|t| {
+            (
+                *t,
+                TopicSpec {
+                    partitions,
+                    replication: 1,
+                    configs: BTreeMap::new(),
+                },
+            )
+        })
+        .collect();
+    create_topics(cfg, &settings).await
+}
+
+/// How one topic is created: partitions, replication factor and topic configs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicSpec {
+    pub partitions: i32,
+    pub replication: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Production settings of Activity Audit's topics (`[topic_setup]` in the writer's config,
+/// applied by `activity-audit-writer --setup`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSetup {
+    /// Partitions of every topic (they must be equal: a pod's events keep their partition
+    /// number from stage to stage). At least the most replicas any stage scales to.
+    pub partitions: i32,
+    pub replication: i32,
+    pub min_insync_replicas: i32,
+    /// Retention of the event and trace topics (time to replay after an incident).
+    pub retention_hours: u64,
+    /// Retention of the dead-letter topic.
+    pub deadletter_retention_hours: u64,
+}
+
+impl Default for TopicSetup {
+    fn default() -> Self {
+        TopicSetup {
+            partitions: 24,
+            replication: 3,
+            min_insync_replicas: 2,
+            retention_hours: 7 * 24,
+            deadletter_retention_hours: 30 * 24,
+        }
+    }
+}
+
+impl TopicSetup {
+    /// The spec of each topic of `topics`: events and traces kept `retention_hours`, the
+    /// correlator's snapshots compacted (only the latest matters), dead letters kept longer.
+    pub fn specs(&self, topics: &schemas::topics::Topics) -> Vec<(String, TopicSpec)> {
+        let hours = |h: u64| (h * 3_600_000).to_string();
+        let base = |retention: String| {
+            let mut c = BTreeMap::new();
+            c.insert(
+                "min.insync.replicas".to_string(),
+                self.min_insync_replicas.to_string(),
+            );
+            c.insert("compression.type".to_string(), "producer".to_string());
+            c.insert("retention.ms".to_string(), retention);
+            c
+        };
+        let spec = |configs| TopicSpec {
+            partitions: self.partitions,
+            replication: self.replication,
+            configs,
+        };
+        let mut out = Vec::new();
+        for t in [
+            &topics.raw,
+            &topics.enriched,
+            &topics.events,
+            &topics.traces,
+        ] {
+            out.push((t.clone(), spec(base(hours(self.retention_hours)))));
+        }
+        let mut state = base(hours(24));
+        state.insert("cleanup.policy".into(), "compact,delete".into());
+        out.push((topics.correlator_state.clone(), spec(state)));
+        out.push((
+            topics.deadletter.clone(),
+            spec(base(hours(self.deadletter_retention_hours))),
+        ));
+        out
+    }
+}
+
+/// Creates `topics` as specified; existing topics are left as they are.
+pub async fn create_topics<S: AsRef<str>>(
+    cfg: &KafkaConfig,
+    topics: &[(S, TopicSpec)],
+) -> Result<(), KafkaError> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     let admin: AdminClient<rdkafka::client::DefaultClientContext> =
         client_config(cfg, &[]).create()?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .map(|(t, spec)| {
+            spec.configs.iter().fold(
+                NewTopic::new(
+                    t.as_ref(),
+                    spec.partitions,
+                    TopicReplication::Fixed(spec.replication),
+                ),
+                |n, (k, v)| n.set(k, v),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(
@@ -463,4 +569,28 @@ pub async fn ensure_topics(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn production_topic_settings() {
+        let topics = schemas::topics::Topics::with_prefix("p");
+        let specs = super::TopicSetup::default().specs(&topics);
+        assert_eq!(specs.len(), topics.all().len(), "every topic");
+        for (t, s) in &specs {
+            assert_eq!((s.partitions, s.replication), (24, 3), "{t}");
+            assert_eq!(s.configs["min.insync.replicas"], "2");
+        }
+        let get = |t: &str| &specs.iter().find(|(n, _)| n == t).unwrap().1;
+        assert_eq!(get(&topics.events).configs["retention.ms"], "604800000");
+        assert_eq!(
+            get(&topics.correlator_state).configs["cleanup.policy"],
+            "compact,delete"
+        );
+        assert_eq!(
+            get(&topics.deadletter).configs["retention.ms"],
+            "2592000000"
+        );
+    }
 }

@@ -15,6 +15,10 @@ struct Args {
     /// Apply ClickHouse migrations and exit.
     #[arg(long)]
     migrate_only: bool,
+    /// Set up an install and exit: create the topics with `[topic_setup]` (existing ones are
+    /// left alone) and apply the ClickHouse migrations.
+    #[arg(long, conflicts_with = "migrate_only")]
+    setup: bool,
 }
 
 #[tokio::main]
@@ -24,7 +28,17 @@ async fn main() -> anyhow::Result<()> {
     let cfg: store::writer::WriterConfig =
         pipeline::config::load(args.config.as_deref(), "AA_WRITER")?;
     cfg.validate()?;
-    if args.migrate_only {
+    if args.setup {
+        let specs = cfg.topic_setup.specs(&cfg.topics);
+        pipeline::kafka::create_topics(&cfg.kafka, &specs).await?;
+        for (topic, spec) in &specs {
+            println!(
+                "topic {topic}: {} partitions, replication {}",
+                spec.partitions, spec.replication
+            );
+        }
+    }
+    if args.migrate_only || args.setup {
         let ch = store::ClickHouse::new(cfg.clickhouse.clone());
         let applied = store::migrations::apply(&ch).await?;
         println!("migrations applied to {}: {applied:?}", ch.database());

@@ -54,6 +54,8 @@ pub struct WriterConfig {
     pub batch_bytes: usize,
     /// Flush at least this often, milliseconds.
     pub flush_interval_ms: u64,
+    /// Topic settings `activity-audit-writer --setup` creates the topics with.
+    pub topic_setup: pipeline::kafka::TopicSetup,
     pub ops: OpsConfig,
 }
 
@@ -67,6 +69,7 @@ impl Default for WriterConfig {
             batch_rows: 100_000,
             batch_bytes: 64 << 20,
             flush_interval_ms: 1000,
+            topic_setup: Default::default(),
             ops: OpsConfig::on_port(9459),
         }
     }

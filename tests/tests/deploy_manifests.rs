@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -62,6 +63,7 @@ fn manifests_parse_and_reference_what_exists() {
     let (mut deployments, mut services, mut configmaps) = (Vec::new(), Vec::new(), Vec::new());
     let (mut hpas, mut ingresses, mut monitors) = (Vec::new(), Vec::new(), Vec::new());
     let mut kinds = BTreeMap::<String, usize>::new();
+    let mut jobs = Vec::new();
     for file in &listed {
         for doc in documents(file) {
             let kind = doc["kind"].as_str().unwrap().to_string();
@@ -80,6 +82,7 @@ fn manifests_parse_and_reference_what_exists() {
                     hpas.push(typed::<HorizontalPodAutoscaler>(file, &doc))
                 }
                 "Ingress" => ingresses.push(typed::<Ingress>(file, &doc)),
+                "Job" => jobs.push(typed::<Job>(file, &doc)),
                 // a CRD (Prometheus Operator): checked by hand below
                 "ServiceMonitor" => monitors.push(doc),
                 other => panic!("{file}: unexpected kind {other}"),
@@ -225,6 +228,28 @@ fn manifests_parse_and_reference_what_exists() {
         assert_eq!(target.kind, "Deployment");
         assert!(container_ports.contains_key(&target.name));
     }
+    // The setup job runs the writer's --setup with the writer's config, whose topic settings
+    // are production ones.
+    assert_eq!(jobs.len(), 1);
+    let c = &jobs[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(
+        c.command.as_deref().unwrap(),
+        ["/usr/local/bin/activity-audit-writer", "--setup"]
+    );
+    let writer: store::writer::WriterConfig = toml::from_str(&config["writer.toml"]).unwrap();
+    assert!(writer.topic_setup.replication >= 3 && writer.topic_setup.min_insync_replicas >= 2);
+    assert!(
+        writer.topic_setup.partitions >= 12,
+        "at least the HPAs' maxReplicas"
+    );
     assert_eq!(monitors.len(), 1);
     let m = &monitors[0];
     assert_eq!(m["apiVersion"], "monitoring.coreos.com/v1");
