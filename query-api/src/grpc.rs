@@ -313,10 +313,7 @@ impl proto::query_server::Query for QueryService {
             .into_iter()
             .map(|a| proto::AttributeInfo {
                 name: a.attribute.name.into(),
-                r#type: serde_json::to_value(a.attribute.value_type)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                r#type: a.attribute.value_type.as_str().into(),
                 operators: a.operators.iter().map(|o| o.to_string()).collect(),
                 types: a
                     .attribute

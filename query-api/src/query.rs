@@ -518,8 +518,8 @@ pub async fn histogram(
     sel: &Selection,
     bucket: Option<i64>,
 ) -> Result<Histogram, ApiError> {
-    let to = sel.to.unwrap_or_else(now_ns);
-    let from = sel.from.unwrap_or(to - DEFAULT_RANGE_NS);
+    let sel = with_default_range(sel);
+    let (from, to) = (sel.from.unwrap_or_default(), sel.to.unwrap_or_default());
     let range = (to - from).max(1);
     let bucket = match bucket {
         None | Some(0) => bucket_for(range),
@@ -530,11 +530,6 @@ pub async fn histogram(
             )));
         }
         Some(b) => b,
-    };
-    let sel = Selection {
-        from: Some(from),
-        to: Some(to),
-        ..sel.clone()
     };
     let scoped = Scoped { who, sel: &sel };
     let types = scoped.types()?;
@@ -717,6 +712,7 @@ fn group_tree(rows: impl Iterator<Item = GroupRow>) -> Groups {
     }
 }
 
+/// `sel` with its missing range ends filled in: up to now, [`DEFAULT_RANGE_NS`] back.
 fn with_default_range(sel: &Selection) -> Selection {
     let to = sel.to.unwrap_or_else(now_ns);
     Selection {

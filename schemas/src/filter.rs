@@ -133,6 +133,18 @@ impl Op {
 }
 
 impl ValueType {
+    /// The type's name, as `supported-filters` and errors give it (= its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueType::String => "string",
+            ValueType::Number => "number",
+            ValueType::Ip => "ip",
+            ValueType::Timestamp => "timestamp",
+            ValueType::StringList => "string[]",
+            ValueType::Boolean => "boolean",
+        }
+    }
+
     /// Operators an attribute of this type accepts.
     pub fn operators(self) -> &'static [Op] {
         use Op::*;
@@ -846,7 +858,7 @@ impl Parser {
                     "operator \"{}\" does not apply to {} ({})",
                     op.as_str(),
                     attribute.name,
-                    type_name(attribute.value_type)
+                    attribute.value_type.as_str()
                 ),
             ));
         }
@@ -983,17 +995,6 @@ impl Parser {
                 _ => return Err(bad("true or false")),
             },
         })
-    }
-}
-
-fn type_name(t: ValueType) -> &'static str {
-    match t {
-        ValueType::String => "string",
-        ValueType::Number => "number",
-        ValueType::Ip => "ip",
-        ValueType::Timestamp => "timestamp",
-        ValueType::StringList => "list of strings",
-        ValueType::Boolean => "boolean",
     }
 }
 
@@ -1170,6 +1171,10 @@ mod tests {
         }
         for op in Op::ALL {
             assert_eq!(op.negated().negated(), op);
+        }
+        for a in ATTRIBUTES {
+            let serde = serde_json::to_value(a.value_type).unwrap();
+            assert_eq!(serde, a.value_type.as_str(), "{}", a.name);
         }
     }
 

@@ -67,6 +67,17 @@ pub fn clickhouse(db: &str) -> store::ClickHouse {
     })
 }
 
+/// Inserts `events` into `events` of `ch` as the writer does (RowBinary), in one batch.
+pub async fn insert_events(ch: &store::ClickHouse, events: &[schemas::ActivityEvent]) {
+    let mut body = Vec::new();
+    for e in events {
+        store::row::write_row(&mut body, e);
+    }
+    ch.insert_rowbinary("events", &store::columns::names(), body.into())
+        .await
+        .unwrap();
+}
+
 /// Directory of the workspace's built binaries, built once per process with the profile this
 /// test or benchmark was built with.
 pub fn bin_dir() -> PathBuf {

@@ -42,13 +42,7 @@ async fn the_documented_queries_answer_what_they_say() {
             e.filename = "/etc/passwd".into();
         }
     }
-    let mut body = Vec::new();
-    for e in &events {
-        store::row::write_row(&mut body, e);
-    }
-    ch.insert_rowbinary("events", &store::columns::names(), body.into())
-        .await
-        .unwrap();
+    integration_tests::insert_events(&ch, &events).await;
     let rec = schemas::TraceRecord {
         tenant: world.tenant.clone(),
         trace_id: tid.clone(),

@@ -34,13 +34,7 @@ async fn query_trace_and_tail_from_the_terminal() {
     for i in std::iter::once(exec).chain(cmds.iter().copied()) {
         events[i].trace_id.clone_from(&tid);
     }
-    let mut body = Vec::new();
-    for e in &events {
-        store::row::write_row(&mut body, e);
-    }
-    ch.insert_rowbinary("events", &store::columns::names(), body.into())
-        .await
-        .unwrap();
+    integration_tests::insert_events(&ch, &events).await;
     let rec = schemas::TraceRecord {
         tenant: world.tenant.clone(),
         trace_id: tid.clone(),
@@ -152,13 +146,7 @@ async fn query_trace_and_tail_from_the_terminal() {
         e.id = format!("fresh-{i}");
         e.received_timestamp = now + 1_000_000_000;
     }
-    let mut body = Vec::new();
-    for e in &fresh {
-        store::row::write_row(&mut body, e);
-    }
-    ch.insert_rowbinary("events", &store::columns::names(), body.into())
-        .await
-        .unwrap();
+    integration_tests::insert_events(&ch, &fresh).await;
     let want = fresh
         .iter()
         .filter(|e| e.kind == ActivityType::Command)

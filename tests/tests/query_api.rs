@@ -40,16 +40,6 @@ fn dataset(seed: u64, n: usize, tenant: &str, start: i64) -> Vec<ActivityEvent> 
     events
 }
 
-async fn insert(ch: &store::ClickHouse, events: &[ActivityEvent]) {
-    let mut body = Vec::new();
-    for e in events {
-        store::row::write_row(&mut body, e);
-    }
-    ch.insert_rowbinary("events", &store::columns::names(), body.into())
-        .await
-        .unwrap();
-}
-
 struct Api {
     base: String,
     http: reqwest::Client,
@@ -255,9 +245,9 @@ async fn search_paging_operators_and_every_endpoint() {
     let ch = world.clickhouse();
     let mine = dataset(41, 600, &world.tenant, T0);
     let theirs = dataset(42, 200, "other-tenant", T0);
-    insert(&ch, &mine).await;
-    insert(&ch, &mine).await; // a replay: shown once
-    insert(&ch, &theirs).await;
+    integration_tests::insert_events(&ch, &mine).await;
+    integration_tests::insert_events(&ch, &mine).await; // a replay: shown once
+    integration_tests::insert_events(&ch, &theirs).await;
     let shutdown = pipeline::shutdown::Shutdown::new();
     let bound = world
         .start_query_api(
@@ -450,8 +440,8 @@ async fn search_paging_operators_and_every_endpoint() {
         for e in late.iter_mut().chain(middle.iter_mut()) {
             e.id = format!("late-{round}-{}", e.id);
         }
-        insert(&ch, &late).await;
-        insert(&ch, &middle).await;
+        integration_tests::insert_events(&ch, &late).await;
+        integration_tests::insert_events(&ch, &middle).await;
         let b = api
             .ok("q", "/entries", &[("limit", "50"), ("cursor", &next)])
             .await;
@@ -481,7 +471,7 @@ async fn search_paging_operators_and_every_endpoint() {
         e.timestamp = T0 - (i as i64 + 1) * 30_000_000_000;
         e.received_timestamp = e.timestamp + 1;
     }
-    insert(&ch, &spread).await;
+    integration_tests::insert_events(&ch, &spread).await;
     let long = [
         ("from", (T0 - 2 * 3_600_000_000_000).to_string()),
         ("to", (T0 + 10_000_000_000).to_string()),
@@ -970,9 +960,9 @@ async fn tenants_and_teams_never_see_outside_their_scope() {
     let (b_session, b_rec) = session("shop", "bshop", "tenant-b");
     mine.extend(shop_session.clone());
     mine.extend(pay_session.clone());
-    insert(&ch, &mine).await;
-    insert(&ch, &theirs).await;
-    insert(&ch, &b_session).await;
+    integration_tests::insert_events(&ch, &mine).await;
+    integration_tests::insert_events(&ch, &theirs).await;
+    integration_tests::insert_events(&ch, &b_session).await;
     let recs: Vec<u8> = [&shop_rec, &pay_rec, &b_rec]
         .iter()
         .flat_map(|r| {
@@ -1220,7 +1210,7 @@ tenant = "tenant-b"
     let (shop_stream, admin_stream) = (open("shop").await.unwrap(), open("admin").await.unwrap());
     assert_eq!(shop_stream.status(), 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    insert(&ch, &fresh).await;
+    integration_tests::insert_events(&ch, &fresh).await;
     let want_shop: BTreeSet<String> = fresh
         .iter()
         .filter(|e| visible("shop", e))
@@ -1258,7 +1248,7 @@ tenant = "tenant-b"
         e.namespace = if i % 2 == 0 { "shop" } else { "payments" }.into();
         e.received_timestamp = now + 1_000_000_000;
     }
-    insert(&ch, &more).await;
+    integration_tests::insert_events(&ch, &more).await;
     let want: BTreeSet<String> = more
         .iter()
         .filter(|e| visible("shop-commands", e))

@@ -6,20 +6,10 @@
 
 use integration_tests::webdriver::Browser;
 use integration_tests::{World, generator};
-use schemas::{ActivityEvent, ActivityType};
+use schemas::ActivityType;
 use serde_json::json;
 
 const T0: i64 = 1_764_000_000_000_000_000;
-
-async fn insert(ch: &store::ClickHouse, events: &[ActivityEvent]) {
-    let mut body = Vec::new();
-    for e in events {
-        store::row::write_row(&mut body, e);
-    }
-    ch.insert_rowbinary("events", &store::columns::names(), body.into())
-        .await
-        .unwrap();
-}
 
 fn rows_js(body: &str) -> String {
     format!("const rows = [...document.querySelectorAll('#rows tr')]; {body}")
@@ -46,7 +36,7 @@ async fn the_activity_page_in_a_browser() {
         events[i].trace_id = "trace-ui".into();
         events[i].trace_confidence = 1.0;
     }
-    insert(&ch, &events).await;
+    integration_tests::insert_events(&ch, &events).await;
     let rec = schemas::TraceRecord {
         tenant: world.tenant.clone(),
         trace_id: "trace-ui".into(),
@@ -373,7 +363,7 @@ async fn the_activity_page_in_a_browser() {
         e.id = format!("fresh-{i}");
         e.received_timestamp = now + 1_000_000_000;
     }
-    insert(&ch, &fresh).await;
+    integration_tests::insert_events(&ch, &fresh).await;
     let n = fresh
         .iter()
         .filter(|e| e.kind == ActivityType::Command)

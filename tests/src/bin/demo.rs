@@ -91,31 +91,43 @@ async fn main() -> anyhow::Result<()> {
     // The filter language: the latest two reads of /etc/passwd in namespace shop.
     let url = format!("{}/api/v1/activity/entries", args.query_api);
     let filter = r#"cmdline contains "/etc/passwd" and kubernetes.namespace.name = "shop""#;
-    let body: serde_json::Value = http
-        .get(&url)
-        .query(&[("types", "command"), ("filter", filter), ("limit", "2")])
-        .bearer_auth(&args.query_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    // GET a query-api path with parameters, as the demo's token.
+    let get = |path: &str, params: Vec<(&str, String)>| {
+        let req = http
+            .get(format!("{}/api/v1/activity{path}", args.query_api))
+            .query(&params)
+            .bearer_auth(&args.query_token);
+        async move {
+            anyhow::Ok(
+                req.send()
+                    .await?
+                    .error_for_status()?
+                    .json::<serde_json::Value>()
+                    .await?,
+            )
+        }
+    };
+    let body = get(
+        "/entries",
+        vec![
+            ("types", "command".into()),
+            ("filter", filter.into()),
+            ("limit", "2".into()),
+        ],
+    )
+    .await?;
     println!(
         "$ activity-audit query '{filter}' -t command -n 2 -o json   # GET {url}?filter=…\n{}",
         serde_json::to_string_pretty(&body)?
     );
-    let hist: serde_json::Value = http
-        .get(format!("{}/api/v1/activity/histogram", args.query_api))
-        .query(&[
+    let hist = get(
+        "/histogram",
+        vec![
             ("from", (now - 3_600_000_000_000).to_string()),
             ("to", (now + 60_000_000_000).to_string()),
-        ])
-        .bearer_auth(&args.query_token)
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+        ],
+    )
+    .await?;
     println!(
         "$ GET /api/v1/activity/histogram (last hour): {} buckets of {} s, totals {}\n",
         hist["buckets"].as_array().map_or(0, Vec::len),
