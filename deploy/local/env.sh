@@ -7,6 +7,11 @@ AA_STATE="${AA_STATE:-$AA_ROOT/.state}"
 AA_CACHE="${AA_CACHE:-$HOME/.cache/activity-audit}"
 TANSU_VERSION=0.6.0
 TANSU_BIN="$AA_CACHE/tansu-$TANSU_VERSION/bin/tansu"
+# SIEM schema validators (tests/siem/): a venv with tests/siem/requirements.txt and the ECS
+# field definitions; bump AA_SIEM_VERSION when either changes.
+AA_ECS_NPM_VERSION=8.11.5
+AA_SIEM_VERSION=1
+AA_SIEM="$AA_CACHE/siem-validators"
 AA_KAFKA_PORT="${AA_KAFKA_PORT:-9092}"
 AA_CH_HTTP_PORT="${AA_CH_HTTP_PORT:-8123}"
 AA_CH_TCP_PORT="${AA_CH_TCP_PORT:-9000}"

@@ -15,7 +15,8 @@ else
       "$AA_ROOT/deploy/local/clickhouse/config.xml" > "$AA_STATE/clickhouse/config.xml"
   cp "$AA_ROOT/deploy/local/clickhouse/users.xml" "$AA_STATE/clickhouse/users.xml"
   log "starting clickhouse on $AA_CH_URL"
-  (cd "$AA_STATE/clickhouse" && nohup clickhouse-server --config-file="$AA_STATE/clickhouse/config.xml" \
+  # `cd` first, then background the server itself, so the pid file holds the server's pid.
+  (cd "$AA_STATE/clickhouse" || exit 1; nohup clickhouse-server --config-file="$AA_STATE/clickhouse/config.xml" \
      >"$AA_STATE/clickhouse/log/stdout.log" 2>&1 & echo $! >"$AA_STATE/run/clickhouse.pid")
   wait_for "clickhouse" 60 ch_ping || { tail -20 "$AA_STATE/clickhouse/log/"*.log >&2; exit 1; }
 fi
@@ -25,7 +26,7 @@ if kafka_ping; then
 else
   log "starting tansu on $AA_BROKERS"
   # tansu resolves the SQLite path relative to its working directory (brief §7).
-  (cd "$AA_STATE/tansu" && nohup "$TANSU_BIN" broker \
+  (cd "$AA_STATE/tansu" || exit 1; nohup "$TANSU_BIN" broker \
       --listener-url "tcp://127.0.0.1:$AA_KAFKA_PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$AA_KAFKA_PORT" \
       --storage-engine sqlite://tansu.db >"$AA_STATE/tansu/broker.log" 2>&1 & echo $! >"$AA_STATE/run/tansu.pid")

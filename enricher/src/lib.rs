@@ -15,7 +15,7 @@ pub mod watch;
 use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
-use pipeline::stage::{StageConfig, Transform, Transformed};
+use pipeline::stage::{EventBatches, StageConfig, Transform, Transformed};
 use schemas::ActivityEvent;
 use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
@@ -152,11 +152,12 @@ pub async fn run(cfg: EnricherConfig, ready: Readiness, shutdown: Shutdown) -> a
         wait: Duration::from_millis(cfg.wait_ms),
     };
     let stage = cfg.stage();
+    let output = stage.topics.enriched.clone();
     let r = pipeline::stage::serve(
         &stage,
         STAGE,
         &stage.topics.raw,
-        &stage.topics.enriched,
+        |bus| async move { EventBatches::new(&bus, &output).await },
         transform,
         ready,
         shutdown,

@@ -153,10 +153,13 @@ impl Bus {
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
-            headers = headers.insert(Header {
-                key: "content-type",
-                value: Some(schemas::batch::CONTENT_TYPE),
-            });
+            // Event batches unless the record says otherwise (export records are JSON).
+            if !r.headers.iter().any(|(k, _)| *k == "content-type") {
+                headers = headers.insert(Header {
+                    key: "content-type",
+                    value: Some(schemas::batch::CONTENT_TYPE),
+                });
+            }
             for (k, v) in &r.headers {
                 headers = headers.insert(Header {
                     key: k,
@@ -300,10 +303,11 @@ pub struct TailReader {
     consumer: rdkafka::consumer::BaseConsumer,
 }
 
-/// A message read by [`TailReader`]: offset, headers and payload.
+/// A message read by [`TailReader`]: offset, key, headers and payload.
 #[derive(Debug, Clone)]
 pub struct TailMessage {
     pub offset: i64,
+    pub key: Vec<u8>,
     pub headers: Vec<(String, String)>,
     pub payload: Vec<u8>,
 }
@@ -375,6 +379,7 @@ impl TailReader {
                         .unwrap_or_default();
                     out.push(TailMessage {
                         offset: m.offset(),
+                        key: m.key().unwrap_or_default().to_vec(),
                         headers,
                         payload: m.payload().unwrap_or_default().to_vec(),
                     });

@@ -1,5 +1,6 @@
-//! The loop of a Kafka-to-Kafka stage (enricher, correlator): consume an event batch, decode,
-//! transform, re-key by [`schemas::topics::partition_key`], produce, and store the input offset
+//! The loop of a Kafka-to-Kafka stage (enricher, export): consume an event batch, decode,
+//! transform, encode the output ([`Emit`]: re-keyed event batches by
+//! [`schemas::topics::partition_key`], or export records), produce, and store the input offset
 //! only once every output (and every dead letter) was acknowledged.
 //!
 //! Several input messages are in flight at once; their acknowledgements are awaited in
@@ -40,6 +41,41 @@ impl Transform for PassThrough {
     }
 }
 
+/// Records a stage's output becomes, possibly after async work (e.g. creating a topic).
+pub type Emitted = Pin<Box<dyn Future<Output = Vec<Outgoing>> + Send>>;
+
+/// How a stage encodes its output events as Kafka records.
+pub trait Emit: Send + Sync + 'static {
+    fn emit(&self, events: Vec<ActivityEvent>) -> Emitted;
+}
+
+/// The internal topics' encoding: event batches, one partition of the partition key each.
+#[derive(Debug, Clone)]
+pub struct EventBatches {
+    pub topic: String,
+    pub partitions: i32,
+}
+
+impl EventBatches {
+    /// Batches for `topic` (its partition count looked up on the broker).
+    pub async fn new(bus: &Bus, topic: &str) -> anyhow::Result<Self> {
+        Ok(EventBatches {
+            topic: topic.to_string(),
+            partitions: bus.partitions(topic).await?,
+        })
+    }
+}
+
+impl Emit for EventBatches {
+    fn emit(&self, events: Vec<ActivityEvent>) -> Emitted {
+        Box::pin(std::future::ready(encode_by_partition(
+            &events,
+            &self.topic,
+            self.partitions,
+        )))
+    }
+}
+
 /// Configuration of a Kafka-to-Kafka stage (`AA_<STAGE>__…` environment overrides).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -73,12 +109,12 @@ impl Default for StageConfig {
 }
 
 /// Sets up a stage from its config (producer, dead letters, consumer on `input`) and runs it
-/// until `shutdown`, producing to `output`.
-pub async fn serve<T: Transform>(
+/// until `shutdown`, producing what `output` makes of the transformed events.
+pub async fn serve<T: Transform, E: Emit, F: Future<Output = anyhow::Result<E>>>(
     cfg: &StageConfig,
     stage: &'static str,
     input: &str,
-    output: &str,
+    output: impl FnOnce(Bus) -> F,
     transform: T,
     ready: crate::ops::Readiness,
     shutdown: Shutdown,
@@ -86,22 +122,30 @@ pub async fn serve<T: Transform>(
     cfg.kafka.validate()?;
     let bus = Bus::new(&cfg.kafka, &format!("activity-audit-{stage}"))?;
     let dlq = DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), stage);
+    let emit = output(bus.clone()).await?;
     let consumer = crate::kafka::consumer(&cfg.kafka, stage, &cfg.group, &[input])?;
     ready.set(true);
-    tracing::info!(stage, input, output, "stage started");
+    tracing::info!(stage, input, "stage started");
     let spec = StageSpec {
         stage,
-        output_topic: output.to_string(),
         max_in_flight: cfg.max_in_flight.max(1),
     };
-    run(consumer, bus, dlq, spec, transform, shutdown).await
+    run(
+        consumer,
+        bus,
+        dlq,
+        spec,
+        transform,
+        std::sync::Arc::new(emit),
+        shutdown,
+    )
+    .await
 }
 
 /// Names and limits of one stage.
 #[derive(Debug, Clone)]
 pub struct StageSpec {
     pub stage: &'static str,
-    pub output_topic: String,
     /// Input messages whose outputs may be awaiting acknowledgement at once.
     pub max_in_flight: usize,
 }
@@ -152,19 +196,19 @@ pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
 }
 
 /// Runs the stage until `shutdown`, then drains what is in flight and commits.
-pub async fn run<T: Transform>(
+pub async fn run<T: Transform, E: Emit>(
     consumer: StageConsumer,
     bus: Bus,
     dlq: DeadLetters,
     spec: StageSpec,
     mut transform: T,
+    emit: std::sync::Arc<E>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut acks = Acks::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let stage = spec.stage;
-    let partitions = bus.partitions(&spec.output_topic).await?;
     loop {
         tokio::select! {
             biased;
@@ -203,12 +247,12 @@ pub async fn run<T: Transform>(
                 let transformed = transform.apply(events);
                 let bus = bus.clone();
                 let sd = shutdown.clone();
-                let output_topic = spec.output_topic.clone();
+                let emit = emit.clone();
                 in_flight.push_back(Box::pin(async move {
                     let out = transformed.await;
                     BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
                     let n_out = out.len() as u64;
-                    records.extend(encode_by_partition(&out, &output_topic, partitions));
+                    records.extend(emit.emit(out).await);
                     bus.send_until_acked(&records, &sd).await?;
                     EVENTS_OUT.with_label_values(&[stage]).inc_by(n_out);
                     Some((origin.topic, origin.partition, origin.offset))

@@ -262,6 +262,9 @@ impl World {
                 // Snapshot often, so a crash in a test replays little.
                 .env("AA_CORRELATOR__SNAPSHOT_INTERVAL_MS", "1000");
             }
+            Service::Export => {
+                cmd.env("AA_EXPORT__GROUP", format!("{}-export", self.name));
+            }
             Service::Writer => {
                 cmd.env("AA_WRITER__GROUP", format!("{}-writer", self.name))
                     .env("AA_WRITER__CLICKHOUSE__URL", clickhouse_url())
@@ -323,6 +326,7 @@ pub enum Service {
     Enricher,
     Correlator,
     Writer,
+    Export,
 }
 
 impl Service {
@@ -332,6 +336,7 @@ impl Service {
             Service::Enricher => "activity-audit-enricher",
             Service::Correlator => "activity-audit-correlator",
             Service::Writer => "activity-audit-writer",
+            Service::Export => "activity-audit-export",
         }
     }
     fn env_prefix(self) -> &'static str {
@@ -340,6 +345,7 @@ impl Service {
             Service::Enricher => "AA_ENRICHER",
             Service::Correlator => "AA_CORRELATOR",
             Service::Writer => "AA_WRITER",
+            Service::Export => "AA_EXPORT",
         }
     }
 }
@@ -524,10 +530,7 @@ pub async fn drain_stage(
     extra: &[(&str, &str)],
 ) -> anyhow::Result<(Duration, Duration)> {
     let port = free_port();
-    let prefix = match service {
-        Service::Enricher => "AA_ENRICHER",
-        _ => "AA_CORRELATOR",
-    };
+    let prefix = service.env_prefix();
     let listen = format!("127.0.0.1:{port}");
     let var = format!("{prefix}__OPS__LISTEN");
     let t0 = Instant::now();
@@ -536,10 +539,10 @@ pub async fn drain_stage(
     let mut proc = world.spawn_with(service, &env);
     let pid = proc.child.id().to_string();
     let http = reqwest::Client::new();
-    let stage = if service == Service::Enricher {
-        "enricher"
-    } else {
-        "correlator"
+    let stage = match service {
+        Service::Enricher => "enricher",
+        Service::Export => "export",
+        _ => "correlator",
     };
     let metric = |body: &str, name: &str| -> u64 {
         body.lines()

@@ -80,7 +80,7 @@ async fn survive_kill(victim: Service) {
             Service::Writer => &mut p.writer,
             Service::Enricher => &mut p.enricher,
             Service::Correlator => &mut p.correlator,
-            Service::Ingest => unreachable!(),
+            Service::Ingest | Service::Export => unreachable!("not in this pipeline"),
         };
         proc.kill9();
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,7 +1,8 @@
 //! The query API on the real ClickHouse, over HTTP and gRPC: every endpoint and every filter
 //! operator (checked against a reference evaluation of the same filter over the inserted
-//! events), paging with concurrent inserts, injection attempts, and scope enforcement for two
-//! tenants and two teams through every endpoint and the live stream.
+//! events, which the in-memory `Expr::matches` must agree with too), paging with concurrent
+//! inserts, injection attempts, and scope enforcement for two tenants and two teams through
+//! every endpoint and the live stream.
 
 use integration_tests::{World, generator};
 use query_api::proto;
@@ -362,6 +363,13 @@ async fn search_paging_operators_and_every_endpoint() {
                 .into_iter()
                 .collect();
             assert_eq!(got, want, "{text}");
+            // The in-memory evaluation (the export stage's filters) agrees with both.
+            let in_memory: BTreeSet<String> = mine
+                .iter()
+                .filter(|e| expr.matches(e))
+                .map(|e| e.id.clone())
+                .collect();
+            assert_eq!(in_memory, want, "{text} in memory");
             checked += 1;
         }
     }
@@ -392,6 +400,12 @@ async fn search_paging_operators_and_every_endpoint() {
             .into_iter()
             .collect();
         assert_eq!(got, want, "{text}");
+        let in_memory: BTreeSet<String> = mine
+            .iter()
+            .filter(|e| expr.matches(e))
+            .map(|e| e.id.clone())
+            .collect();
+        assert_eq!(in_memory, want, "{text} in memory");
     }
 
     // Injection attempts are values: a clean empty result or a clean error, and the data is

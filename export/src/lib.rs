@@ -1,0 +1,634 @@
+//! Export: `events` topic → SIEM topics in OCSF ([`ocsf`]) and ECS ([`ecs`]).
+//!
+//! Each configured export has a format, a topic — one for everyone, or one per tenant with
+//! `{tenant}` in its name, so a SaaS tenant's SIEM reads only its own data — an optional filter
+//! in the filter language, and optionally a list of tenants. Every event becomes one JSON
+//! message per export it matches, keyed by the event id (stable across replays and retries,
+//! so consumers deduplicate on it; a later `revision` of an event supersedes the earlier one)
+//! and partitioned by the event's asset, so one pod's or host's activity stays in order.
+//! Input offsets are stored only once every export record of a message is acknowledged
+//! ([`pipeline::stage`]); a crash re-exports from the last commit, under the same keys.
+
+pub mod ecs;
+pub mod ocsf;
+
+use pipeline::config::{KafkaConfig, OpsConfig};
+use pipeline::kafka::{Bus, Outgoing, TopicSetup, TopicSpec};
+use pipeline::ops::Readiness;
+use pipeline::shutdown::Shutdown;
+use pipeline::stage::{Emit, Emitted, PassThrough, StageConfig};
+use prometheus::{IntCounterVec, register_int_counter_vec};
+use schemas::ActivityEvent;
+use schemas::filter::Expr;
+use schemas::topics::Topics;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+pub const STAGE: &str = "export";
+
+static RECORDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aa_export_records_total",
+        "Records (events) handed to the producer per export",
+        &["export"]
+    )
+    .unwrap()
+});
+static FILTERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "aa_export_filtered_total",
+        "Events an export's filter or tenant list left out",
+        &["export"]
+    )
+    .unwrap()
+});
+
+/// A SIEM format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// OCSF 1.8.0 ([`ocsf`]).
+    Ocsf,
+    /// Elastic Common Schema 8.11 ([`ecs`]).
+    Ecs,
+}
+
+impl Format {
+    /// Writes one event in this format.
+    pub fn write(self, e: &ActivityEvent, cloud: &Cloud, out: &mut Vec<u8>) {
+        match self {
+            Format::Ocsf => ocsf::write(e, cloud, out),
+            Format::Ecs => ecs::write(e, cloud, out),
+        }
+    }
+
+    /// The `aa-format` header of its records.
+    pub fn label(self) -> &'static str {
+        match self {
+            Format::Ocsf => "ocsf-1.8.0",
+            Format::Ecs => "ecs-8.11.0",
+        }
+    }
+}
+
+/// How records are framed into Kafka messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Framing {
+    /// One event per message, keyed by the event id: what Kafka Connect sinks (Splunk,
+    /// Elasticsearch, Sentinel connectors) and most SIEM inputs expect.
+    #[default]
+    Record,
+    /// Events as JSON lines, up to ~900 KiB per message, one partition's events in order:
+    /// for consumers that split lines (Vector, Logstash `json_lines`, Filebeat `ndjson`,
+    /// Cribl) at high volume, where the per-message cost of the broker dominates.
+    Ndjson,
+}
+
+/// One export (`[[exports]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportSpec {
+    /// Name in metrics and logs.
+    pub name: String,
+    pub format: Format,
+    /// Topic; `{tenant}` in it makes one topic per tenant (created on the tenant's first event).
+    pub topic: String,
+    /// Only events matching this filter (the query language); empty: all.
+    #[serde(default)]
+    pub filter: String,
+    /// Only these tenants' events; empty: every tenant.
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    #[serde(default)]
+    pub framing: Framing,
+}
+
+/// The cloud a cluster runs in, as SIEM schemas describe it (OCSF `cloud`, ECS `cloud.*`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cloud {
+    /// `AWS`, `GCP`, `Azure`, …; `Kubernetes` for self-managed clusters (OCSF requires one).
+    pub provider: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
+}
+
+impl Default for Cloud {
+    fn default() -> Self {
+        Cloud {
+            provider: "Kubernetes".into(),
+            region: String::new(),
+            account: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub uid: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// Export stage configuration (`AA_EXPORT__…` environment overrides).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    pub kafka: KafkaConfig,
+    pub topics: Topics,
+    pub group: String,
+    pub max_in_flight: usize,
+    pub exports: Vec<ExportSpec>,
+    /// Partitions, replication, retention of the export topics this stage creates.
+    pub topic_setup: TopicSetup,
+    /// Cloud of each cluster, keyed `tenant/cluster` or `cluster`; others get `default_cloud`.
+    pub clouds: BTreeMap<String, Cloud>,
+    pub default_cloud: Cloud,
+    pub ops: OpsConfig,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        let s = StageConfig::named(STAGE, 9459);
+        ExportConfig {
+            kafka: s.kafka,
+            topics: s.topics,
+            group: s.group,
+            max_in_flight: s.max_in_flight,
+            exports: vec![
+                ExportSpec {
+                    name: "ocsf".into(),
+                    format: Format::Ocsf,
+                    topic: "activity.export.ocsf.v1".into(),
+                    filter: String::new(),
+                    tenants: Vec::new(),
+                    framing: Framing::Record,
+                },
+                ExportSpec {
+                    name: "ecs".into(),
+                    format: Format::Ecs,
+                    topic: "activity.export.ecs.v1".into(),
+                    filter: String::new(),
+                    tenants: Vec::new(),
+                    framing: Framing::Record,
+                },
+            ],
+            topic_setup: TopicSetup::default(),
+            clouds: BTreeMap::new(),
+            default_cloud: Cloud::default(),
+            ops: s.ops,
+        }
+    }
+}
+
+/// Whether `name` is a legal Kafka topic name.
+fn legal_topic(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The part of a per-tenant topic name that names `tenant`: the tenant itself when it is
+/// legal in a topic name, else a cleaned-up form plus a hash of the original, so two tenants
+/// never share a topic.
+pub fn tenant_topic_part(tenant: &str) -> String {
+    if legal_topic(tenant) && tenant.len() <= 180 {
+        return tenant.to_string();
+    }
+    let clean: String = tenant
+        .chars()
+        .take(160)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "{clean}-{:016x}",
+        xxhash_rust::xxh3::xxh3_64(tenant.as_bytes())
+    )
+}
+
+/// A compiled export.
+#[derive(Debug)]
+struct Route {
+    spec: ExportSpec,
+    filter: Option<Expr>,
+}
+
+impl Route {
+    fn topic(&self, tenant: &str) -> String {
+        self.spec
+            .topic
+            .replace("{tenant}", &tenant_topic_part(tenant))
+    }
+    fn per_tenant(&self) -> bool {
+        self.spec.topic.contains("{tenant}")
+    }
+}
+
+impl ExportConfig {
+    fn routes(&self) -> anyhow::Result<Vec<Route>> {
+        if self.exports.is_empty() {
+            anyhow::bail!("no [[exports]] configured");
+        }
+        let mut names = std::collections::HashSet::new();
+        self.exports
+            .iter()
+            .map(|spec| {
+                if !names.insert(&spec.name) {
+                    anyhow::bail!("export {:?} is configured twice", spec.name);
+                }
+                let sample = spec.topic.replace("{tenant}", "t");
+                if !legal_topic(&sample) {
+                    anyhow::bail!(
+                        "export {:?}: topic {:?} is not a legal Kafka topic name",
+                        spec.name,
+                        spec.topic
+                    );
+                }
+                let filter = schemas::filter::parse(&spec.filter)
+                    .map_err(|e| anyhow::anyhow!("export {:?}: filter: {e}", spec.name))?;
+                Ok(Route {
+                    spec: spec.clone(),
+                    filter,
+                })
+            })
+            .collect()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.kafka.validate()?;
+        self.routes().map(|_| ())
+    }
+}
+
+/// Milliseconds from nanoseconds (OCSF times).
+pub(crate) fn ms(ns: i64) -> i64 {
+    ns / 1_000_000
+}
+
+/// The last component of a path.
+pub(crate) fn basename(path: &str) -> &str {
+    path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path)
+}
+
+/// One line saying what happened, for SIEM list views.
+pub(crate) fn summary(e: &ActivityEvent) -> String {
+    let place = if !e.pod.is_empty() {
+        format!("{}/{}", e.namespace, e.pod)
+    } else {
+        e.hostname.clone()
+    };
+    match e.kind {
+        schemas::ActivityType::Command => format!(
+            "{} ran {} on {place}",
+            if e.username.is_empty() {
+                "a user"
+            } else {
+                &e.username
+            },
+            if e.cmdline.is_empty() {
+                &e.comm
+            } else {
+                &e.cmdline
+            }
+        ),
+        schemas::ActivityType::Connection => format!(
+            "{} connected {}:{} -> {}:{} ({}) on {place}",
+            e.comm, e.client_ip, e.client_port, e.server_ip, e.server_port, e.direction
+        ),
+        schemas::ActivityType::Fileaccess => format!(
+            "{} opened {} ({}) on {place}",
+            e.comm, e.filename, e.permissions
+        ),
+        schemas::ActivityType::Kubernetes => format!(
+            "{} {} {}/{} {place}{}",
+            e.user_name,
+            e.verb,
+            e.resource,
+            e.sub_resource,
+            if e.command.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.command)
+            }
+        ),
+    }
+}
+
+/// One event in one export's format, before its topic's partition count is known.
+#[derive(Debug)]
+pub struct Record {
+    /// Index of the export.
+    pub route: usize,
+    /// Hash of the event's partition key (the partition is `hash % partitions`, as
+    /// [`schemas::topics::partition_for`] computes it).
+    pub hash: u64,
+    pub topic: String,
+    pub id: String,
+    pub tenant: String,
+    pub payload: Vec<u8>,
+}
+
+/// Encodes events as export records and makes sure their topics exist.
+#[derive(Clone)]
+pub struct Exporter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    routes: Vec<Route>,
+    bus: Bus,
+    kafka: KafkaConfig,
+    spec: TopicSpec,
+    clouds: BTreeMap<String, Cloud>,
+    default_cloud: Cloud,
+    /// Partition counts of the export topics known to exist.
+    partitions: Mutex<HashMap<String, i32>>,
+}
+
+impl Exporter {
+    /// Validates the exports and creates their fixed (not per-tenant) topics.
+    pub async fn new(bus: Bus, cfg: &ExportConfig) -> anyhow::Result<Self> {
+        let routes = cfg.routes()?;
+        let spec = cfg
+            .topic_setup
+            .specs(&Topics::with_prefix("x"))
+            .into_iter()
+            .find(|(t, _)| t == "x.events.v1")
+            .map(|(_, s)| s)
+            .expect("the events topic has a spec");
+        let this = Exporter {
+            inner: Arc::new(Inner {
+                routes,
+                bus,
+                kafka: cfg.kafka.clone(),
+                spec,
+                clouds: cfg.clouds.clone(),
+                default_cloud: cfg.default_cloud.clone(),
+                partitions: Mutex::default(),
+            }),
+        };
+        let fixed: Vec<String> = this
+            .inner
+            .routes
+            .iter()
+            .filter(|r| !r.per_tenant())
+            .map(|r| r.spec.topic.clone())
+            .collect();
+        this.inner.ensure(&fixed).await?;
+        Ok(this)
+    }
+
+    /// The records of `events` for every export they match (also used by the benchmark).
+    pub fn records(&self, events: &[ActivityEvent]) -> Vec<Record> {
+        let inner = &self.inner;
+        let mut out = Vec::with_capacity(events.len() * inner.routes.len());
+        let mut topic_cache: HashMap<(usize, &str), String> = HashMap::new();
+        for e in events {
+            let cloud = inner.cloud(e);
+            let hash = xxhash_rust::xxh3::xxh3_64(schemas::topics::partition_key(e).as_bytes());
+            for (i, r) in inner.routes.iter().enumerate() {
+                let admitted = (r.spec.tenants.is_empty() || r.spec.tenants.contains(&e.tenant))
+                    && r.filter.as_ref().is_none_or(|f| f.matches(e));
+                if !admitted {
+                    FILTERED.with_label_values(&[&r.spec.name]).inc();
+                    continue;
+                }
+                let topic = topic_cache
+                    .entry((i, e.tenant.as_str()))
+                    .or_insert_with(|| r.topic(&e.tenant))
+                    .clone();
+                let mut payload = Vec::with_capacity(2048);
+                r.spec.format.write(e, cloud, &mut payload);
+                out.push(Record {
+                    route: i,
+                    hash,
+                    topic,
+                    id: e.id.clone(),
+                    tenant: e.tenant.clone(),
+                    payload,
+                });
+            }
+        }
+        out
+    }
+}
+
+impl Inner {
+    fn cloud(&self, e: &ActivityEvent) -> &Cloud {
+        if self.clouds.is_empty() {
+            return &self.default_cloud;
+        }
+        self.clouds
+            .get(&format!("{}/{}", e.tenant, e.cluster))
+            .or_else(|| self.clouds.get(&e.cluster))
+            .unwrap_or(&self.default_cloud)
+    }
+
+    /// Creates the topics not known yet (idempotent) and learns their partition counts.
+    async fn ensure(&self, topics: &[String]) -> anyhow::Result<()> {
+        let missing: Vec<(String, TopicSpec)> = {
+            let known = self.partitions.lock().unwrap();
+            let mut m: Vec<_> = topics
+                .iter()
+                .filter(|t| !known.contains_key(*t))
+                .map(|t| (t.clone(), self.spec.clone()))
+                .collect();
+            m.sort_by(|a, b| a.0.cmp(&b.0));
+            m.dedup_by(|a, b| a.0 == b.0);
+            m
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        pipeline::kafka::create_topics(&self.kafka, &missing).await?;
+        for (t, _) in &missing {
+            // A topic just created may take a moment to appear in metadata.
+            let mut tries = 0;
+            let n = loop {
+                match self.bus.partitions(t).await {
+                    Ok(n) => break n,
+                    Err(e) if tries < 50 => {
+                        tries += 1;
+                        tracing::debug!(topic = %t, error = %e, "waiting for a new topic");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            tracing::info!(topic = %t, partitions = n, "export topic ready");
+            self.partitions.lock().unwrap().insert(t.clone(), n);
+        }
+        Ok(())
+    }
+}
+
+impl Exporter {
+    /// Frames records as Kafka messages of their export's framing, on their partitions.
+    fn frame(&self, records: Vec<Record>, partitions: &HashMap<String, i32>) -> Vec<Outgoing> {
+        let routes = &self.inner.routes;
+        let mut out = Vec::with_capacity(records.len());
+        // ndjson: one growing message per (export, topic, partition), in event order.
+        let mut open: HashMap<(usize, String, i32), usize> = HashMap::new();
+        for r in records {
+            let spec = &routes[r.route].spec;
+            let partition = (r.hash % partitions[&r.topic].max(1) as u64) as i32;
+            RECORDS.with_label_values(&[&spec.name]).inc();
+            match spec.framing {
+                Framing::Record => out.push(Outgoing {
+                    topic: r.topic,
+                    partition: Some(partition),
+                    key: r.id,
+                    payload: r.payload,
+                    headers: vec![
+                        ("content-type", "application/json".to_string()),
+                        ("aa-format", spec.format.label().to_string()),
+                        (schemas::topics::dlq_headers::TENANT, r.tenant),
+                    ],
+                }),
+                Framing::Ndjson => {
+                    let slot = (r.route, r.topic, partition);
+                    let fits = open.get(&slot).is_some_and(|&i| {
+                        out[i].payload.len() + r.payload.len() < schemas::batch::MAX_MESSAGE_BYTES
+                    });
+                    if !fits {
+                        let mut headers = vec![
+                            ("content-type", schemas::batch::CONTENT_TYPE.to_string()),
+                            ("aa-format", spec.format.label().to_string()),
+                        ];
+                        if routes[r.route].per_tenant() {
+                            headers.push((schemas::topics::dlq_headers::TENANT, r.tenant));
+                        }
+                        out.push(Outgoing {
+                            topic: slot.1.clone(),
+                            partition: Some(partition),
+                            key: String::new(),
+                            payload: Vec::with_capacity(schemas::batch::MAX_MESSAGE_BYTES),
+                            headers,
+                        });
+                        open.insert(slot.clone(), out.len() - 1);
+                    }
+                    let msg = &mut out[open[&slot]].payload;
+                    msg.extend_from_slice(&r.payload);
+                    msg.push(b'\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Emit for Exporter {
+    fn emit(&self, events: Vec<ActivityEvent>) -> Emitted {
+        let this = self.clone();
+        Box::pin(async move {
+            let records = this.records(&events);
+            let topics: Vec<String> = {
+                let known = this.inner.partitions.lock().unwrap();
+                records
+                    .iter()
+                    .filter(|r| !known.contains_key(&r.topic))
+                    .map(|r| r.topic.clone())
+                    .collect()
+            };
+            let mut backoff = Duration::from_millis(200);
+            while let Err(e) = this.inner.ensure(&topics).await {
+                tracing::warn!(error = %e, "creating export topics failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+            let partitions = this.inner.partitions.lock().unwrap().clone();
+            this.frame(records, &partitions)
+        })
+    }
+}
+
+/// Runs the export stage until `shutdown`.
+pub async fn run(cfg: ExportConfig, ready: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
+    cfg.validate()?;
+    let stage = StageConfig {
+        kafka: cfg.kafka.clone(),
+        topics: cfg.topics.clone(),
+        group: cfg.group.clone(),
+        max_in_flight: cfg.max_in_flight,
+        ops: cfg.ops.clone(),
+    };
+    tracing::info!(exports = cfg.exports.len(), "export stage configured");
+    let input = cfg.topics.events.clone();
+    pipeline::stage::serve(
+        &stage,
+        STAGE,
+        &input,
+        |bus| async move { Exporter::new(bus, &cfg).await },
+        PassThrough,
+        ready,
+        shutdown,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_topics_are_legal_and_distinct() {
+        assert_eq!(tenant_topic_part("acme-prod"), "acme-prod");
+        let a = tenant_topic_part("acme/prod");
+        let b = tenant_topic_part("acme_prod");
+        assert_ne!(a, b, "cleaning up must not merge tenants");
+        assert!(legal_topic(&a), "{a}");
+        let long = "x".repeat(400);
+        assert!(legal_topic(&tenant_topic_part(&long)));
+        assert!(legal_topic(&tenant_topic_part("ünïcode tenant")));
+    }
+
+    #[test]
+    fn bad_exports_are_named() {
+        let mut cfg = ExportConfig::default();
+        cfg.exports[0].filter = "comn = bash".into();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("\"ocsf\"") && e.contains("did you mean"), "{e}");
+        let mut cfg = ExportConfig::default();
+        cfg.exports[1].topic = "siem/{tenant}".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("topic"));
+        let mut cfg = ExportConfig::default();
+        cfg.exports[1].name = "ocsf".into();
+        assert!(cfg.validate().unwrap_err().to_string().contains("twice"));
+        assert!(ExportConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn names_and_summaries() {
+        assert_eq!(basename("/etc/shadow"), "shadow");
+        assert_eq!(basename("/usr/bin/"), "bin");
+        assert_eq!(ms(1_700_000_000_123_456_789), 1_700_000_000_123);
+        let e = ActivityEvent {
+            kind: schemas::ActivityType::Kubernetes,
+            user_name: "alice".into(),
+            verb: "create".into(),
+            resource: "pods".into(),
+            sub_resource: "exec".into(),
+            namespace: "shop".into(),
+            pod: "web-1".into(),
+            command: "bash".into(),
+            ..Default::default()
+        };
+        assert_eq!(summary(&e), "alice create pods/exec shop/web-1: bash");
+    }
+}

@@ -1,0 +1,131 @@
+//! Export benchmark: events/s per core of the export stage process (Kafka in, OCSF/ECS
+//! records out, acknowledged), next to a pass-through stage (the enricher with no cluster
+//! configured: the same consume/decode/encode/produce loop, forwarding event batches) over
+//! the same input in the same run; and the encoders alone, in this process.
+//!
+//! `cargo run --release -p integration-tests --bin aa-bench-export -- --events 500000`
+//! (needs the local stack: `deploy/local/stack-up.sh`).
+//!
+//! Workload: the event generator's realistic mix (commands, connections, file accesses, kube
+//! execs over many pods), in messages of `--batch` events as the correlator writes them;
+//! `--formats` chooses the exports (one topic each).
+
+use clap::Parser;
+use export::{Cloud, Format};
+use integration_tests::{Service, World, cpu::cpu_time, drain_stage, generator};
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 500_000)]
+    events: usize,
+    /// Events per input message.
+    #[arg(long, default_value_t = 2_000)]
+    batch: usize,
+    /// Exports to run, comma separated (ocsf, ecs).
+    #[arg(long, default_value = "ocsf")]
+    formats: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let formats: Vec<Format> = args
+        .formats
+        .split(',')
+        .map(|f| match f.trim() {
+            "ocsf" => Ok(Format::Ocsf),
+            "ecs" => Ok(Format::Ecs),
+            other => Err(anyhow::anyhow!("unknown format {other:?}")),
+        })
+        .collect::<Result<_, _>>()?;
+    let world = World::new(4).await;
+    let now = 1_767_000_000_000_000_000;
+    let events = generator::events(31, args.events, now, true);
+    let n = events.len();
+    let avg_json = generator::ndjson(&events[..1000]).len() / 1000;
+
+    // The encoders alone.
+    let cloud = Cloud::default();
+    let mut encoded = 0usize;
+    let mut line = Vec::with_capacity(4096);
+    let cpu0 = cpu_time("self");
+    for e in &events {
+        for f in &formats {
+            line.clear();
+            f.write(e, &cloud, &mut line);
+            encoded += line.len();
+        }
+    }
+    let encode_cpu = cpu_time("self") - cpu0;
+
+    // Fill both stages' input topics (not measured).
+    let bus = pipeline::kafka::Bus::new(&integration_tests::kafka_config(), "bench")?;
+    let partitions = bus.partitions(&world.topics.events).await?;
+    for topic in [&world.topics.events, &world.topics.raw] {
+        for chunk in events.chunks(args.batch * partitions as usize) {
+            let records = pipeline::stage::encode_by_partition(chunk, topic, partitions);
+            bus.send_all(&records).await?;
+        }
+    }
+    // One export stage run per framing, each with its own consumer group over the same input.
+    let mut runs = Vec::new();
+    for framing in ["record", "ndjson"] {
+        let config = world.dir.join(format!("export-{framing}.toml"));
+        let mut toml = format!(
+            "[topic_setup]\npartitions = {partitions}\nreplication = 1\nmin_insync_replicas = 1\n"
+        );
+        for f in &formats {
+            let name = format!("{f:?}").to_lowercase();
+            toml.push_str(&format!(
+                "[[exports]]\nname = \"{name}\"\nformat = \"{name}\"\nframing = \"{framing}\"\n\
+                 topic = \"{}.{name}.{framing}\"\n",
+                world.name
+            ));
+        }
+        std::fs::write(&config, toml)?;
+        let cfg = config.to_string_lossy().into_owned();
+        let group = format!("{}-export-{framing}", world.name);
+        // The measured stage first, the baseline last: what the broker caches in between
+        // favours the baseline.
+        let (cpu, wall) = drain_stage(
+            &world,
+            Service::Export,
+            n,
+            &[("AA_EXPORT_CONFIG", &cfg), ("AA_EXPORT__GROUP", &group)],
+        )
+        .await?;
+        runs.push((framing, cpu, wall));
+    }
+    let (pass_cpu, pass_wall) = drain_stage(&world, Service::Enricher, n, &[]).await?;
+    let per_core = |cpu: Duration| n as f64 / cpu.as_secs_f64().max(1e-9);
+    println!(
+        "export benchmark: {n} events (~{avg_json} B of JSON each) in messages of {}, exports: {}",
+        args.batch, args.formats
+    );
+    println!(
+        "  baseline pass-through stage (enricher):     {:>10.0} events/s per core  (cpu {:.2}s, wall {:.2}s)",
+        per_core(pass_cpu),
+        pass_cpu.as_secs_f64(),
+        pass_wall.as_secs_f64()
+    );
+    for (framing, cpu, wall) in runs {
+        println!(
+            "  export, {framing:<6} framing (Kafka -> Kafka): {:>10.0} events/s per core  (cpu {:.2}s, wall {:.2}s; {:.2}x pass-through)",
+            per_core(cpu),
+            cpu.as_secs_f64(),
+            wall.as_secs_f64(),
+            per_core(cpu) / per_core(pass_cpu)
+        );
+    }
+    println!("  target: >= 200000 events/s/core");
+    println!(
+        "  (encoders alone) {:>10.0} events/s per core, {} B per record on average",
+        n as f64 / encode_cpu.as_secs_f64().max(1e-9),
+        encoded / (n * formats.len()).max(1)
+    );
+    Ok(())
+}
