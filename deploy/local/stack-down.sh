@@ -14,5 +14,5 @@ stop() {
   fi
   rm -f "$pidfile"
 }
-for s in ingest enricher correlator writer query-api tansu clickhouse; do stop "$s"; done
+for s in ingest enricher correlator export writer query-api tansu clickhouse; do stop "$s"; done
 if [[ "${1:-}" == "--wipe" ]]; then rm -rf "$AA_STATE"; log "wiped $AA_STATE"; fi

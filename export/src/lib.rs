@@ -155,12 +155,15 @@ pub struct ExportConfig {
 
 impl Default for ExportConfig {
     fn default() -> Self {
-        let s = StageConfig::named(STAGE, 9459);
+        let s = StageConfig::named(STAGE, 9469);
         ExportConfig {
             kafka: s.kafka,
             topics: s.topics,
             group: s.group,
-            max_in_flight: s.max_in_flight,
+            // Each input message (up to ~2 000 events) becomes a record per event and export:
+            // a bounded number in flight keeps them within the producer's queue (100 000
+            // messages, 256 MiB), where a full queue would stall and retry whole batches.
+            max_in_flight: 16,
             exports: vec![
                 ExportSpec {
                     name: "ocsf".into(),
@@ -330,20 +333,6 @@ pub(crate) fn summary(e: &ActivityEvent) -> String {
     }
 }
 
-/// One event in one export's format, before its topic's partition count is known.
-#[derive(Debug)]
-pub struct Record {
-    /// Index of the export.
-    pub route: usize,
-    /// Hash of the event's partition key (the partition is `hash % partitions`, as
-    /// [`schemas::topics::partition_for`] computes it).
-    pub hash: u64,
-    pub topic: String,
-    pub id: String,
-    pub tenant: String,
-    pub payload: Vec<u8>,
-}
-
 /// Encodes events as export records and makes sure their topics exist.
 #[derive(Clone)]
 pub struct Exporter {
@@ -392,40 +381,6 @@ impl Exporter {
             .collect();
         this.inner.ensure(&fixed).await?;
         Ok(this)
-    }
-
-    /// The records of `events` for every export they match (also used by the benchmark).
-    pub fn records(&self, events: &[ActivityEvent]) -> Vec<Record> {
-        let inner = &self.inner;
-        let mut out = Vec::with_capacity(events.len() * inner.routes.len());
-        let mut topic_cache: HashMap<(usize, &str), String> = HashMap::new();
-        for e in events {
-            let cloud = inner.cloud(e);
-            let hash = xxhash_rust::xxh3::xxh3_64(schemas::topics::partition_key(e).as_bytes());
-            for (i, r) in inner.routes.iter().enumerate() {
-                let admitted = (r.spec.tenants.is_empty() || r.spec.tenants.contains(&e.tenant))
-                    && r.filter.as_ref().is_none_or(|f| f.matches(e));
-                if !admitted {
-                    FILTERED.with_label_values(&[&r.spec.name]).inc();
-                    continue;
-                }
-                let topic = topic_cache
-                    .entry((i, e.tenant.as_str()))
-                    .or_insert_with(|| r.topic(&e.tenant))
-                    .clone();
-                let mut payload = Vec::with_capacity(2048);
-                r.spec.format.write(e, cloud, &mut payload);
-                out.push(Record {
-                    route: i,
-                    hash,
-                    topic,
-                    id: e.id.clone(),
-                    tenant: e.tenant.clone(),
-                    payload,
-                });
-            }
-        }
-        out
     }
 }
 
@@ -478,58 +433,144 @@ impl Inner {
     }
 }
 
+/// Which export each event goes to, and where.
+struct Plan {
+    /// Distinct topics of this message's records.
+    topics: Vec<String>,
+    /// (event index, export index, topic index), in event order.
+    items: Vec<(usize, usize, usize)>,
+}
+
 impl Exporter {
-    /// Frames records as Kafka messages of their export's framing, on their partitions.
-    fn frame(&self, records: Vec<Record>, partitions: &HashMap<String, i32>) -> Vec<Outgoing> {
+    /// Applies each export's tenants and filter and names the topics (one per export, or per
+    /// export and tenant).
+    fn plan(&self, events: &[ActivityEvent]) -> Plan {
         let routes = &self.inner.routes;
-        let mut out = Vec::with_capacity(records.len());
-        // ndjson: one growing message per (export, topic, partition), in event order.
-        let mut open: HashMap<(usize, String, i32), usize> = HashMap::new();
-        for r in records {
-            let spec = &routes[r.route].spec;
-            let partition = (r.hash % partitions[&r.topic].max(1) as u64) as i32;
-            RECORDS.with_label_values(&[&spec.name]).inc();
+        let mut topics: Vec<String> = Vec::new();
+        let mut slots: HashMap<(usize, &str), usize> = HashMap::new();
+        let mut items = Vec::with_capacity(events.len() * routes.len());
+        let mut filtered = vec![0u64; routes.len()];
+        for (ei, e) in events.iter().enumerate() {
+            for (ri, r) in routes.iter().enumerate() {
+                let admitted = (r.spec.tenants.is_empty() || r.spec.tenants.contains(&e.tenant))
+                    && r.filter.as_ref().is_none_or(|f| f.matches(e));
+                if !admitted {
+                    filtered[ri] += 1;
+                    continue;
+                }
+                let tenant = if r.per_tenant() {
+                    e.tenant.as_str()
+                } else {
+                    ""
+                };
+                let ti = *slots.entry((ri, tenant)).or_insert_with(|| {
+                    topics.push(r.topic(&e.tenant));
+                    topics.len() - 1
+                });
+                items.push((ei, ri, ti));
+            }
+        }
+        for (ri, n) in filtered.into_iter().enumerate() {
+            if n > 0 {
+                FILTERED
+                    .with_label_values(&[&routes[ri].spec.name])
+                    .inc_by(n);
+            }
+        }
+        Plan { topics, items }
+    }
+
+    /// Encodes the planned records straight into Kafka messages of their export's framing,
+    /// on the partition of each event's partition key.
+    fn encode(&self, events: &[ActivityEvent], plan: &Plan, partitions: &[i32]) -> Vec<Outgoing> {
+        let routes = &self.inner.routes;
+        let mut out: Vec<Outgoing> = Vec::with_capacity(plan.items.len());
+        let mut counts = vec![0u64; routes.len()];
+        // ndjson: the message being filled per (export, topic, partition).
+        let mut open: HashMap<(usize, usize, i32), usize> = HashMap::new();
+        let mut hashes: Vec<Option<u64>> = vec![None; events.len()];
+        for &(ei, ri, ti) in &plan.items {
+            let e = &events[ei];
+            let spec = &routes[ri].spec;
+            let hash = *hashes[ei].get_or_insert_with(|| {
+                xxhash_rust::xxh3::xxh3_64(schemas::topics::partition_key(e).as_bytes())
+            });
+            let partition = (hash % partitions[ti].max(1) as u64) as i32;
+            let cloud = self.inner.cloud(e);
+            counts[ri] += 1;
             match spec.framing {
-                Framing::Record => out.push(Outgoing {
-                    topic: r.topic,
-                    partition: Some(partition),
-                    key: r.id,
-                    payload: r.payload,
-                    headers: vec![
-                        ("content-type", "application/json".to_string()),
-                        ("aa-format", spec.format.label().to_string()),
-                        (schemas::topics::dlq_headers::TENANT, r.tenant),
-                    ],
-                }),
-                Framing::Ndjson => {
-                    let slot = (r.route, r.topic, partition);
-                    let fits = open.get(&slot).is_some_and(|&i| {
-                        out[i].payload.len() + r.payload.len() < schemas::batch::MAX_MESSAGE_BYTES
-                    });
-                    if !fits {
-                        let mut headers = vec![
-                            ("content-type", schemas::batch::CONTENT_TYPE.to_string()),
+                Framing::Record => {
+                    let mut payload = Vec::with_capacity(2048);
+                    spec.format.write(e, cloud, &mut payload);
+                    out.push(Outgoing {
+                        topic: plan.topics[ti].clone(),
+                        partition: Some(partition),
+                        key: e.id.clone(),
+                        payload,
+                        headers: vec![
+                            ("content-type", "application/json".to_string()),
                             ("aa-format", spec.format.label().to_string()),
-                        ];
-                        if routes[r.route].per_tenant() {
-                            headers.push((schemas::topics::dlq_headers::TENANT, r.tenant));
+                            (schemas::topics::dlq_headers::TENANT, e.tenant.clone()),
+                        ],
+                    });
+                }
+                Framing::Ndjson => {
+                    let slot = (ri, ti, partition);
+                    let i = match open.get(&slot) {
+                        Some(&i) => i,
+                        None => {
+                            out.push(self.ndjson_message(ri, &plan.topics[ti], partition, e));
+                            open.insert(slot, out.len() - 1);
+                            out.len() - 1
                         }
-                        out.push(Outgoing {
-                            topic: slot.1.clone(),
-                            partition: Some(partition),
-                            key: String::new(),
-                            payload: Vec::with_capacity(schemas::batch::MAX_MESSAGE_BYTES),
-                            headers,
-                        });
-                        open.insert(slot.clone(), out.len() - 1);
+                    };
+                    let buf = &mut out[i].payload;
+                    let start = buf.len();
+                    spec.format.write(e, cloud, buf);
+                    buf.push(b'\n');
+                    if buf.len() > schemas::batch::MAX_MESSAGE_BYTES && start > 0 {
+                        // Full: this line starts the next message.
+                        let line = buf.split_off(start);
+                        let mut next = self.ndjson_message(ri, &plan.topics[ti], partition, e);
+                        next.payload.extend_from_slice(&line);
+                        out.push(next);
+                        open.insert(slot, out.len() - 1);
                     }
-                    let msg = &mut out[open[&slot]].payload;
-                    msg.extend_from_slice(&r.payload);
-                    msg.push(b'\n');
                 }
             }
         }
+        for (ri, n) in counts.into_iter().enumerate() {
+            if n > 0 {
+                RECORDS
+                    .with_label_values(&[&routes[ri].spec.name])
+                    .inc_by(n);
+            }
+        }
         out
+    }
+
+    fn ndjson_message(
+        &self,
+        route: usize,
+        topic: &str,
+        partition: i32,
+        e: &ActivityEvent,
+    ) -> Outgoing {
+        let r = &self.inner.routes[route];
+        let mut headers = vec![
+            ("content-type", schemas::batch::CONTENT_TYPE.to_string()),
+            ("aa-format", r.spec.format.label().to_string()),
+        ];
+        if r.per_tenant() {
+            headers.push((schemas::topics::dlq_headers::TENANT, e.tenant.clone()));
+        }
+        Outgoing {
+            topic: topic.to_string(),
+            partition: Some(partition),
+            key: String::new(),
+            payload: Vec::with_capacity(schemas::batch::MAX_MESSAGE_BYTES + 64 * 1024),
+            headers,
+        }
     }
 }
 
@@ -537,23 +578,26 @@ impl Emit for Exporter {
     fn emit(&self, events: Vec<ActivityEvent>) -> Emitted {
         let this = self.clone();
         Box::pin(async move {
-            let records = this.records(&events);
-            let topics: Vec<String> = {
+            let plan = this.plan(&events);
+            let missing: Vec<String> = {
                 let known = this.inner.partitions.lock().unwrap();
-                records
+                plan.topics
                     .iter()
-                    .filter(|r| !known.contains_key(&r.topic))
-                    .map(|r| r.topic.clone())
+                    .filter(|t| !known.contains_key(*t))
+                    .cloned()
                     .collect()
             };
             let mut backoff = Duration::from_millis(200);
-            while let Err(e) = this.inner.ensure(&topics).await {
+            while let Err(e) = this.inner.ensure(&missing).await {
                 tracing::warn!(error = %e, "creating export topics failed, retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
-            let partitions = this.inner.partitions.lock().unwrap().clone();
-            this.frame(records, &partitions)
+            let partitions: Vec<i32> = {
+                let known = this.inner.partitions.lock().unwrap();
+                plan.topics.iter().map(|t| known[t]).collect()
+            };
+            this.encode(&events, &plan, &partitions)
         })
     }
 }

@@ -49,6 +49,11 @@ impl ClickHouse {
         &self.cfg.database
     }
 
+    /// The cluster layout, if the tables are sharded.
+    pub fn cluster(&self) -> Option<&crate::config::ClusterConfig> {
+        self.cfg.cluster.as_ref()
+    }
+
     async fn post(
         &self,
         query: Option<&str>,
@@ -61,6 +66,11 @@ impl ClickHouse {
         ];
         if use_db {
             params.push(("database", &self.cfg.database));
+        }
+        if self.cfg.cluster.is_some() {
+            // An insert into a Distributed table returns only once every shard has its rows:
+            // the writer commits offsets after that, never after a local spool.
+            params.push(("insert_distributed_sync", "1"));
         }
         if let Some(q) = query {
             params.push(("query", q));

@@ -6,9 +6,16 @@
 //! The DDL adapts to the server (brief §5): on ClickHouse >= 20.3 string columns of few values
 //! are `LowCardinality(String)` and timestamps get `Delta, ZSTD` codecs; on 18.16 (the local
 //! stack) they are plain `String`/`Int64` with the default LZ4 compression.
+//!
+//! And to the layout ([`Layout`]): on one server the tables are what readers query; on a
+//! cluster (`[clickhouse.cluster]`) each is a `<table>_local` on every shard (replicated when
+//! configured) behind a `Distributed` table of the usual name, sharded by the key that keeps
+//! every revision of a row on one shard (so `ReplacingMergeTree` still collapses them), with
+//! the DDL run `ON CLUSTER`.
 
 use crate::client::ClickHouse;
 use crate::columns::{COLUMNS, SOURCE_ENUM, TYPE_ENUM};
+use crate::config::ClusterConfig;
 use crate::error::StoreError;
 
 /// What the server supports, decided at migration time.
@@ -25,6 +32,66 @@ impl Features {
             low_cardinality: modern,
             codecs: modern,
         }
+    }
+}
+
+/// Where tables live: one server, or sharded over a cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout<'a> {
+    pub cluster: Option<&'a ClusterConfig>,
+    pub database: &'a str,
+}
+
+impl Layout<'_> {
+    /// ` ON CLUSTER <name>` when DDL runs on the whole cluster.
+    fn on_cluster(&self) -> String {
+        match self.cluster {
+            Some(c) if c.on_cluster => format!(" ON CLUSTER {}", c.name),
+            _ => String::new(),
+        }
+    }
+
+    /// The table that stores `name`'s rows: `name`, or `name_local` on a cluster.
+    fn data(&self, name: &str) -> String {
+        match self.cluster {
+            Some(_) => format!("{name}_local"),
+            None => name.to_string(),
+        }
+    }
+
+    /// `<Replicated>{kind}MergeTree(args)` for the data table of `name`.
+    fn engine(&self, name: &str, kind: &str, args: &str) -> String {
+        match self.cluster {
+            Some(c) if c.replicated => {
+                let path = c
+                    .keeper_path
+                    .replace("{database}", self.database)
+                    .replace("{table}", &self.data(name));
+                let sep = if args.is_empty() { "" } else { ", " };
+                format!("Replicated{kind}MergeTree('{path}', '{{replica}}'{sep}{args})")
+            }
+            _ => format!("{kind}MergeTree({args})"),
+        }
+    }
+
+    /// `CREATE TABLE <name> … ENGINE = Distributed(…)` over the data table, on a cluster.
+    fn distributed(&self, name: &str, sharding_key: &str) -> Option<String> {
+        let c = self.cluster?;
+        Some(format!(
+            "CREATE TABLE IF NOT EXISTS {name}{} AS {} ENGINE = Distributed({}, {}, {}, {sharding_key})",
+            self.on_cluster(),
+            self.data(name),
+            c.name,
+            self.database,
+            self.data(name)
+        ))
+    }
+
+    /// The data table of `name` and, on a cluster, its Distributed table.
+    fn table(&self, name: &str, create: String, sharding_key: &str) -> Vec<Step> {
+        let mut steps = vec![Step::Sql(create)];
+        steps.extend(self.distributed(name, sharding_key).map(Step::Sql));
+        steps
     }
 }
 
@@ -61,11 +128,11 @@ fn column_type(ch_type: &str, f: Features) -> String {
 /// The events table: one row per activity. `ReplacingMergeTree(revision)` on a sort key that
 /// ends in the deterministic id collapses replays and keeps the correlator's latest revision
 /// of each event; readers use `FINAL` so they never see a duplicate before the merge happens.
-fn events_table(f: Features) -> String {
-    events_table_named("events", f)
+fn events_table(f: Features, l: &Layout) -> String {
+    events_table_named("events", f, l)
 }
 
-fn events_table_named(name: &str, f: Features) -> String {
+fn events_table_named(name: &str, f: Features, l: &Layout) -> String {
     let mut cols = Vec::new();
     for c in COLUMNS {
         let mut def = format!("    {} {}", c.name, column_type(c.ch_type, f));
@@ -79,56 +146,81 @@ fn events_table_named(name: &str, f: Features) -> String {
             .into(),
     );
     format!(
-        "CREATE TABLE IF NOT EXISTS {name} (\n{}\n) ENGINE = ReplacingMergeTree(revision)\n\
+        "CREATE TABLE IF NOT EXISTS {}{} (\n{}\n) ENGINE = {}\n\
          PARTITION BY toYYYYMMDD(toDateTime(intDiv(timestamp, 1000000000)))\n\
          ORDER BY (tenant, type, timestamp, id)",
-        cols.join(",\n")
+        l.data(name),
+        l.on_cluster(),
+        cols.join(",\n"),
+        l.engine(name, "Replacing", "revision"),
     )
 }
 
+/// Sharding keys: every revision of a row lands on the shard of its first one.
+const EVENTS_SHARDING: &str = "cityHash64(tenant, id)";
+const TRACES_SHARDING: &str = "cityHash64(tenant, traceId)";
+
 /// The traces table: one row per session (the correlator's latest revision of its record,
 /// `schemas::TraceRecord`; the column names are its JSON keys), looked up by trace id.
-fn traces_table(f: Features) -> String {
+fn traces_table(f: Features, l: &Layout) -> String {
     let lc = column_type("LC", f);
     format!(
-        "CREATE TABLE IF NOT EXISTS traces (\n\
+        "CREATE TABLE IF NOT EXISTS {}{} (\n\
          tenant {lc}, traceId String, kind {lc}, originId String, user String,\n\
          groups Array(String), sourceAddresses Array(String), userAgent String,\n\
          cluster {lc}, namespace {lc}, pod String, container {lc}, containerId String,\n\
          hostname {lc}, command String, start Int64, end Int64, commands UInt64,\n\
          connections UInt64, fileaccesses UInt64, ambiguous UInt64, confidence Float32,\n\
          reason String, revision UInt64\n\
-         ) ENGINE = ReplacingMergeTree(revision) ORDER BY (tenant, traceId)"
+         ) ENGINE = {} ORDER BY (tenant, traceId)",
+        l.data("traces"),
+        l.on_cluster(),
+        l.engine("traces", "Replacing", "revision"),
     )
 }
 
 /// Where each entry is: `events` is sorted by (tenant, type, timestamp, id), so finding an
 /// entry by id alone would scan the tenant. This view, filled on every insert into `events`
 /// (and from the rows already there when it is created), turns an id into the sort-key prefix.
-const EVENTS_BY_ID: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS events_by_id \
-     ENGINE = ReplacingMergeTree ORDER BY (tenant, id) POPULATE \
-     AS SELECT tenant, id, type, timestamp FROM events";
+/// On a cluster the view fills each shard's `events_by_id_local` from its `events_local`.
+fn events_by_id(l: &Layout) -> String {
+    format!(
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS {}{} \
+         ENGINE = {} ORDER BY (tenant, id) POPULATE \
+         AS SELECT tenant, id, type, timestamp FROM {}",
+        l.data("events_by_id"),
+        l.on_cluster(),
+        l.engine("events_by_id", "Replacing", ""),
+        l.data("events"),
+    )
+}
 
 /// All migrations, oldest first.
-pub fn all(f: Features) -> Vec<Migration> {
+pub fn all(f: Features, l: &Layout) -> Vec<Migration> {
     vec![
         Migration {
             version: 1,
             name: "events",
-            steps: vec![Step::Sql(events_table(f))],
+            steps: l.table("events", events_table(f, l), EVENTS_SHARDING),
         },
         Migration {
             version: 2,
             name: "events trace link and revision",
-            steps: vec![Step::RebuildEventsWithRevision(events_table_named(
-                "events_rebuild",
-                f,
-            ))],
+            // Tables made before `revision` existed were never on a cluster.
+            steps: if l.cluster.is_some() {
+                Vec::new()
+            } else {
+                vec![Step::RebuildEventsWithRevision(events_table_named(
+                    "events_rebuild",
+                    f,
+                    l,
+                ))]
+            },
         },
         Migration {
             version: 3,
             name: "traces",
-            steps: vec![Step::Sql(traces_table(f))],
+            steps: l.table("traces", traces_table(f, l), TRACES_SHARDING),
         },
         Migration {
             version: 4,
@@ -138,7 +230,7 @@ pub fn all(f: Features) -> Vec<Migration> {
         Migration {
             version: 5,
             name: "events by id",
-            steps: vec![Step::Sql(EVENTS_BY_ID.into())],
+            steps: l.table("events_by_id", events_by_id(l), EVENTS_SHARDING),
         },
     ]
 }
@@ -148,27 +240,37 @@ async fn apply_step(ch: &ClickHouse, step: &Step) -> Result<(), StoreError> {
     match step {
         Step::Sql(sql) => ch.execute(sql).await,
         Step::AddEventsColumn(name) => {
-            let exists = ch
-                .query_text(&format!(
-                    "SELECT count() FROM system.columns WHERE database = currentDatabase() \
-                     AND table = 'events' AND name = {}",
-                    crate::sql::quote(name)
-                ))
-                .await?;
-            if exists.trim() != "0" {
-                return Ok(());
-            }
+            let l = layout(ch);
             let c = COLUMNS
                 .iter()
                 .find(|c| c.name == *name)
                 .expect("migrations add columns of COLUMNS");
             let f = features(ch).await?;
-            ch.execute(&format!(
-                "ALTER TABLE events ADD COLUMN {} {}",
-                c.name,
-                column_type(c.ch_type, f)
-            ))
-            .await
+            // The data table first, then (on a cluster) the Distributed table over it.
+            let mut tables = vec![l.data("events")];
+            if l.cluster.is_some() {
+                tables.push("events".into());
+            }
+            for table in tables {
+                let exists = ch
+                    .query_text(&format!(
+                        "SELECT count() FROM system.columns WHERE database = currentDatabase() \
+                         AND table = {} AND name = {}",
+                        crate::sql::quote(&table),
+                        crate::sql::quote(name)
+                    ))
+                    .await?;
+                if exists.trim() == "0" {
+                    ch.execute(&format!(
+                        "ALTER TABLE {table}{} ADD COLUMN {} {}",
+                        l.on_cluster(),
+                        c.name,
+                        column_type(c.ch_type, f)
+                    ))
+                    .await?;
+                }
+            }
+            Ok(())
         }
         Step::RebuildEventsWithRevision(ddl) => {
             #[derive(serde::Deserialize)]
@@ -211,6 +313,13 @@ async fn apply_step(ch: &ClickHouse, step: &Step) -> Result<(), StoreError> {
     }
 }
 
+fn layout(ch: &ClickHouse) -> Layout<'_> {
+    Layout {
+        cluster: ch.cluster(),
+        database: ch.database(),
+    }
+}
+
 async fn features(ch: &ClickHouse) -> Result<Features, StoreError> {
     let (major, minor) = ch.server_version().await?;
     Ok(Features::for_version(major, minor))
@@ -220,13 +329,26 @@ async fn features(ch: &ClickHouse) -> Result<Features, StoreError> {
 /// Returns the versions applied by this call.
 pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
     let db = ch.database().to_string();
-    ch.execute_without_db(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
-        .await?;
-    ch.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (\
+    let l = layout(ch);
+    ch.execute_without_db(&format!(
+        "CREATE DATABASE IF NOT EXISTS {db}{}",
+        l.on_cluster()
+    ))
+    .await?;
+    // On a replicated cluster the record is one table replicated to every node (no shard in
+    // its path), so every node knows what was applied.
+    let migrations_engine = match l.cluster {
+        Some(c) if c.replicated => format!(
+            "ReplicatedMergeTree('/clickhouse/activity_audit/{db}/schema_migrations', '{{replica}}')"
+        ),
+        _ => "MergeTree".into(),
+    };
+    ch.execute(&format!(
+        "CREATE TABLE IF NOT EXISTS schema_migrations{} (\
          version UInt32, name String, applied_at DateTime DEFAULT now()) \
-         ENGINE = MergeTree ORDER BY version",
-    )
+         ENGINE = {migrations_engine} ORDER BY version",
+        l.on_cluster()
+    ))
     .await?;
     let features = features(ch).await?;
     #[derive(serde::Deserialize)]
@@ -240,7 +362,7 @@ pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
         .map(|r| r.version)
         .collect();
     let mut done = Vec::new();
-    for m in all(features) {
+    for m in all(features, &l) {
         if applied.contains(&m.version) {
             continue;
         }
@@ -253,7 +375,7 @@ pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
             crate::sql::quote(m.name)
         ))
         .await?;
-        tracing::info!(database = %db, version = m.version, name = m.name, ?features, "migration applied");
+        tracing::info!(database = %db, version = m.version, name = m.name, ?features, cluster = ?l.cluster.map(|c| &c.name), "migration applied");
         done.push(m.version);
     }
     Ok(done)
@@ -263,14 +385,89 @@ pub async fn apply(ch: &ClickHouse) -> Result<Vec<u32>, StoreError> {
 mod tests {
     use super::*;
 
+    const ONE: Layout = Layout {
+        cluster: None,
+        database: "aa",
+    };
+
     #[test]
     fn ddl_adapts_to_server() {
-        let old = events_table(Features::for_version(18, 16));
+        let old = events_table(Features::for_version(18, 16), &ONE);
         assert!(!old.contains("LowCardinality") && !old.contains("CODEC"));
         assert!(old.contains("ReplacingMergeTree(revision)"));
-        assert!(traces_table(Features::for_version(18, 16)).contains("kind String"));
-        let new = events_table(Features::for_version(24, 8));
+        assert!(traces_table(Features::for_version(18, 16), &ONE).contains("kind String"));
+        let new = events_table(Features::for_version(24, 8), &ONE);
         assert!(new.contains("comm LowCardinality(String)"));
         assert!(new.contains("CODEC(Delta, ZSTD(1))"));
+    }
+
+    #[test]
+    fn cluster_ddl_is_replicated_distributed_and_on_cluster() {
+        let c = ClusterConfig {
+            name: "prod".into(),
+            ..Default::default()
+        };
+        let l = Layout {
+            cluster: Some(&c),
+            database: "aa",
+        };
+        let f = Features::for_version(24, 8);
+        let sql: Vec<String> = all(f, &l)
+            .into_iter()
+            .flat_map(|m| m.steps)
+            .map(|s| match s {
+                Step::Sql(s) => s,
+                other => format!("{other:?}"),
+            })
+            .collect();
+        let find = |needle: &str| {
+            sql.iter()
+                .find(|s| s.contains(needle))
+                .unwrap_or_else(|| panic!("no statement with {needle:?} in {sql:#?}"))
+        };
+        let events = find("CREATE TABLE IF NOT EXISTS events_local ON CLUSTER prod (");
+        assert!(events.contains(
+            "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/activity_audit/aa/events_local', '{replica}', revision)"
+        ));
+        assert!(
+            find("CREATE TABLE IF NOT EXISTS events ON CLUSTER prod AS events_local")
+                .contains("Distributed(prod, aa, events_local, cityHash64(tenant, id))")
+        );
+        assert!(find("traces_local ON CLUSTER prod").contains("ReplicatedReplacingMergeTree("));
+        assert!(
+            find("CREATE TABLE IF NOT EXISTS traces ON CLUSTER prod AS traces_local")
+                .contains("cityHash64(tenant, traceId)")
+        );
+        let mv = find("MATERIALIZED VIEW IF NOT EXISTS events_by_id_local ON CLUSTER prod");
+        assert!(
+            mv.contains("FROM events_local") && mv.contains("'{replica}')"),
+            "{mv}"
+        );
+        assert!(
+            find("CREATE TABLE IF NOT EXISTS events_by_id ON CLUSTER prod AS events_by_id_local")
+                .contains("Distributed(")
+        );
+        assert!(
+            !sql.iter().any(|s| s.contains("Rebuild")),
+            "nothing to rebuild on a cluster"
+        );
+
+        // Shards without replication or Keeper: plain engines, no ON CLUSTER.
+        let c = ClusterConfig {
+            name: "lab".into(),
+            replicated: false,
+            on_cluster: false,
+            ..Default::default()
+        };
+        let l = Layout {
+            cluster: Some(&c),
+            database: "aa",
+        };
+        let e = events_table(f, &l);
+        assert!(
+            e.contains("TABLE IF NOT EXISTS events_local (")
+                && e.contains("= ReplacingMergeTree(revision)")
+        );
+        assert!(!e.contains("ON CLUSTER"));
     }
 }

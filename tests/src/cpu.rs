@@ -21,6 +21,22 @@ pub fn cpu_time(pid: &str) -> Duration {
     Duration::from_millis((ticks(14) + ticks(15)) * 1000 / TICKS_PER_SEC)
 }
 
+/// CPU time used so far by the threads of process `pid` whose name starts with `prefix`
+/// (librdkafka's I/O threads are `rdk:broker…`, `rdk:main`).
+pub fn threads_cpu_time(pid: &str, prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.trim_end().starts_with(prefix))
+        })
+        .map(|t| cpu_time(&format!("{pid}/task/{}", t.file_name().to_string_lossy())))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -90,10 +90,10 @@ fn manifests_parse_and_reference_what_exists() {
         }
     }
     for (kind, n) in [
-        ("Deployment", 5),
-        ("Service", 5),
-        ("PodDisruptionBudget", 5),
-        ("HorizontalPodAutoscaler", 5),
+        ("Deployment", 6),
+        ("Service", 6),
+        ("PodDisruptionBudget", 6),
+        ("HorizontalPodAutoscaler", 6),
     ] {
         assert_eq!(kinds.get(kind), Some(&n), "{kind}: {kinds:?}");
     }
@@ -124,6 +124,12 @@ fn manifests_parse_and_reference_what_exists() {
             }
             "writer" => {
                 let c: store::writer::WriterConfig = toml::from_str(text).unwrap();
+                vec![c.ops.listen.port()]
+            }
+            "export" => {
+                let c: export::ExportConfig = toml::from_str(text).unwrap();
+                c.validate().unwrap();
+                assert!(c.exports.iter().any(|e| e.topic.contains("{tenant}")));
                 vec![c.ops.listen.port()]
             }
             "query-api" => {

@@ -270,7 +270,18 @@ fn read_topic(brokers: &str, topic: &str) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
     for p in md.topics().iter().flat_map(|t| t.partitions()) {
         let (lo, hi) = reader.watermarks(topic, p.id()).unwrap();
-        for m in reader.read(topic, p.id(), lo, hi).unwrap() {
+        // In slices: the local broker can be slow to serve many small batches.
+        let mut messages = Vec::new();
+        let mut from = lo;
+        while from < hi {
+            let to = (from + 500).min(hi);
+            let part = reader
+                .read(topic, p.id(), from, to)
+                .unwrap_or_else(|e| panic!("{topic}/{}: {from}..{to}: {e}", p.id()));
+            from = part.last().map_or(to, |m| m.offset + 1);
+            messages.extend(part);
+        }
+        for m in messages {
             let header = |k: &str| {
                 m.headers
                     .iter()

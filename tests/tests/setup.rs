@@ -53,9 +53,15 @@ async fn setup_creates_topics_and_migrates() {
         .unwrap();
     assert_eq!(
         applied.trim(),
-        store::migrations::all(store::migrations::Features::for_version(18, 16))
-            .len()
-            .to_string()
+        store::migrations::all(
+            store::migrations::Features::for_version(18, 16),
+            &store::migrations::Layout {
+                cluster: None,
+                database: &name,
+            }
+        )
+        .len()
+        .to_string()
     );
     // Again: nothing to do, nothing fails.
     let out = run();
