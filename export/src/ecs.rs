@@ -326,15 +326,6 @@ struct Kube<'a> {
     audit_id: &'a str,
 }
 
-fn image(reference: &str) -> (&str, &str) {
-    let name = reference.split('@').next().unwrap_or(reference);
-    let slash = name.rfind('/').map_or(0, |i| i + 1);
-    match name[slash..].rfind(':') {
-        Some(i) => (&name[..slash + i], &name[slash + i + 1..]),
-        None => (name, ""),
-    }
-}
-
 fn process(e: &ActivityEvent) -> Process<'_> {
     let parent = (e.ppid != 0 || !e.pcomm.is_empty() || !e.parent_exec_id.is_empty()).then(|| {
         Box::new(Process {
@@ -400,8 +391,8 @@ pub fn write(e: &ActivityEvent, cloud: &crate::Cloud, out: &mut Vec<u8>) {
     };
     let is_kube = e.kind == ActivityType::Kubernetes;
     let mac = [e.host_mac.as_str()];
-    let tag = image(&e.container_image);
-    let tags = [tag.1];
+    let (image_name, image_tag, _) = crate::image_parts(&e.container_image);
+    let tags = [image_tag];
     let mut related = Related {
         ip: Vec::new(),
         user: Vec::new(),
@@ -470,8 +461,8 @@ pub fn write(e: &ActivityEvent, cloud: &crate::Cloud, out: &mut Vec<u8>) {
                 id: &e.container_id,
                 name: &e.container_name,
                 image: (!e.container_image.is_empty()).then_some(Image {
-                    name: tag.0,
-                    tag: if tag.1.is_empty() { &[] } else { &tags },
+                    name: image_name,
+                    tag: if image_tag.is_empty() { &[] } else { &tags },
                 }),
             }
         }),

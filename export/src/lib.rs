@@ -275,7 +275,26 @@ impl ExportConfig {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         self.kafka.validate()?;
+        // OCSF requires `cloud.provider`.
+        for (name, cloud) in std::iter::once(("default_cloud", &self.default_cloud))
+            .chain(self.clouds.iter().map(|(k, c)| (k.as_str(), c)))
+        {
+            if cloud.provider.trim().is_empty() {
+                anyhow::bail!("cloud {name:?}: provider must not be empty");
+            }
+        }
         self.routes().map(|_| ())
+    }
+}
+
+/// An image reference (`registry:5000/team/app:1.2@sha256:…`) split into repository, tag and
+/// digest; a registry port is not a tag.
+pub(crate) fn image_parts(reference: &str) -> (&str, &str, &str) {
+    let (name_tag, digest) = reference.split_once('@').unwrap_or((reference, ""));
+    let slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    match name_tag[slash..].rfind(':') {
+        Some(i) => (&name_tag[..slash + i], &name_tag[slash + i + 1..], digest),
+        None => (name_tag, "", digest),
     }
 }
 
@@ -655,11 +674,30 @@ mod tests {
         cfg.exports[1].name = "ocsf".into();
         assert!(cfg.validate().unwrap_err().to_string().contains("twice"));
         assert!(ExportConfig::default().validate().is_ok());
+        let mut cfg = ExportConfig::default();
+        cfg.clouds.insert(
+            "prod-eu".into(),
+            Cloud {
+                provider: String::new(),
+                ..Default::default()
+            },
+        );
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("prod-eu") && e.contains("provider"), "{e}");
     }
 
     #[test]
     fn names_and_summaries() {
         assert_eq!(basename("/etc/shadow"), "shadow");
+        assert_eq!(
+            image_parts("registry:5000/team/app:1.2@sha256:abc"),
+            ("registry:5000/team/app", "1.2", "sha256:abc")
+        );
+        assert_eq!(
+            image_parts("registry:5000/app"),
+            ("registry:5000/app", "", "")
+        );
+        assert_eq!(image_parts("nginx:1.25"), ("nginx", "1.25", ""));
         assert_eq!(basename("/usr/bin/"), "bin");
         assert_eq!(ms(1_700_000_000_123_456_789), 1_700_000_000_123);
         let e = ActivityEvent {

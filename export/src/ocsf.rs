@@ -349,16 +349,7 @@ fn image(reference: &str) -> Option<Image<'_>> {
     if reference.is_empty() {
         return None;
     }
-    let (name_tag, digest) = match reference.split_once('@') {
-        Some((n, d)) => (n, d),
-        None => (reference, ""),
-    };
-    // A tag follows the last ':' after the last '/' (a registry port is before it).
-    let slash = name_tag.rfind('/').map_or(0, |i| i + 1);
-    let (name, tag) = match name_tag[slash..].rfind(':') {
-        Some(i) => (&name_tag[..slash + i], &name_tag[slash + i + 1..]),
-        None => (name_tag, ""),
-    };
+    let (name, tag, digest) = crate::image_parts(reference);
     Some(Image {
         uid: if digest.is_empty() { reference } else { digest },
         name,

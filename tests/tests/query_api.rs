@@ -218,6 +218,15 @@ fn matches(e: &Value, x: &filter::Expr) -> bool {
     }
 }
 
+/// Ids of the events `x` matches, evaluated in memory (`Expr::matches`).
+fn in_memory(events: &[schemas::ActivityEvent], x: &filter::Expr) -> BTreeSet<String> {
+    events
+        .iter()
+        .filter(|e| x.matches(e))
+        .map(|e| e.id.clone())
+        .collect()
+}
+
 /// A value of `attribute` that occurs in the data (or a plausible one).
 fn sample(events: &[Value], a: &filter::Attribute) -> String {
     let found = events.iter().find_map(|e| match value_of(e, a.name)? {
@@ -364,12 +373,7 @@ async fn search_paging_operators_and_every_endpoint() {
                 .collect();
             assert_eq!(got, want, "{text}");
             // The in-memory evaluation (the export stage's filters) agrees with both.
-            let in_memory: BTreeSet<String> = mine
-                .iter()
-                .filter(|e| expr.matches(e))
-                .map(|e| e.id.clone())
-                .collect();
-            assert_eq!(in_memory, want, "{text} in memory");
+            assert_eq!(in_memory(&mine, &expr), want, "{text} in memory");
             checked += 1;
         }
     }
@@ -400,12 +404,7 @@ async fn search_paging_operators_and_every_endpoint() {
             .into_iter()
             .collect();
         assert_eq!(got, want, "{text}");
-        let in_memory: BTreeSet<String> = mine
-            .iter()
-            .filter(|e| expr.matches(e))
-            .map(|e| e.id.clone())
-            .collect();
-        assert_eq!(in_memory, want, "{text} in memory");
+        assert_eq!(in_memory(&mine, &expr), want, "{text} in memory");
     }
 
     // Injection attempts are values: a clean empty result or a clean error, and the data is
