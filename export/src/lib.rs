@@ -22,7 +22,7 @@ use schemas::ActivityEvent;
 use schemas::filter::Expr;
 use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -230,6 +230,8 @@ pub fn tenant_topic_part(tenant: &str) -> String {
 struct Route {
     spec: ExportSpec,
     filter: Option<Expr>,
+    /// `{tenant}` is in the topic name.
+    per_tenant: bool,
 }
 
 impl Route {
@@ -237,9 +239,6 @@ impl Route {
         self.spec
             .topic
             .replace("{tenant}", &tenant_topic_part(tenant))
-    }
-    fn per_tenant(&self) -> bool {
-        self.spec.topic.contains("{tenant}")
     }
 }
 
@@ -268,6 +267,7 @@ impl ExportConfig {
                 Ok(Route {
                     spec: spec.clone(),
                     filter,
+                    per_tenant: spec.topic.contains("{tenant}"),
                 })
             })
             .collect()
@@ -365,21 +365,16 @@ struct Inner {
     spec: TopicSpec,
     clouds: BTreeMap<String, Cloud>,
     default_cloud: Cloud,
-    /// Partition counts of the export topics known to exist.
-    partitions: Mutex<HashMap<String, i32>>,
+    /// Export topics created (or found) by this process; their partition counts are in the
+    /// bus's cache.
+    ensured: Mutex<HashSet<String>>,
 }
 
 impl Exporter {
     /// Validates the exports and creates their fixed (not per-tenant) topics.
     pub async fn new(bus: Bus, cfg: &ExportConfig) -> anyhow::Result<Self> {
         let routes = cfg.routes()?;
-        let spec = cfg
-            .topic_setup
-            .specs(&Topics::with_prefix("x"))
-            .into_iter()
-            .find(|(t, _)| t == "x.events.v1")
-            .map(|(_, s)| s)
-            .expect("the events topic has a spec");
+        let spec = cfg.topic_setup.topic_spec(cfg.topic_setup.retention_hours);
         let this = Exporter {
             inner: Arc::new(Inner {
                 routes,
@@ -388,14 +383,14 @@ impl Exporter {
                 spec,
                 clouds: cfg.clouds.clone(),
                 default_cloud: cfg.default_cloud.clone(),
-                partitions: Mutex::default(),
+                ensured: Mutex::default(),
             }),
         };
         let fixed: Vec<String> = this
             .inner
             .routes
             .iter()
-            .filter(|r| !r.per_tenant())
+            .filter(|r| !r.per_tenant)
             .map(|r| r.spec.topic.clone())
             .collect();
         this.inner.ensure(&fixed).await?;
@@ -414,18 +409,18 @@ impl Inner {
             .unwrap_or(&self.default_cloud)
     }
 
-    /// Creates the topics not known yet (idempotent) and learns their partition counts.
+    /// Creates the topics not ensured yet (idempotent: existing ones are left as they are)
+    /// and waits until the broker's metadata shows them.
     async fn ensure(&self, topics: &[String]) -> anyhow::Result<()> {
         let missing: Vec<(String, TopicSpec)> = {
-            let known = self.partitions.lock().unwrap();
-            let mut m: Vec<_> = topics
-                .iter()
-                .filter(|t| !known.contains_key(*t))
+            let ensured = self.ensured.lock().unwrap();
+            // Two exports may share a topic: each name once.
+            let names: std::collections::BTreeSet<&String> =
+                topics.iter().filter(|t| !ensured.contains(*t)).collect();
+            names
+                .into_iter()
                 .map(|t| (t.clone(), self.spec.clone()))
-                .collect();
-            m.sort_by(|a, b| a.0.cmp(&b.0));
-            m.dedup_by(|a, b| a.0 == b.0);
-            m
+                .collect()
         };
         if missing.is_empty() {
             return Ok(());
@@ -446,7 +441,7 @@ impl Inner {
                 }
             };
             tracing::info!(topic = %t, partitions = n, "export topic ready");
-            self.partitions.lock().unwrap().insert(t.clone(), n);
+            self.ensured.lock().unwrap().insert(t.clone());
         }
         Ok(())
     }
@@ -477,11 +472,7 @@ impl Exporter {
                     filtered[ri] += 1;
                     continue;
                 }
-                let tenant = if r.per_tenant() {
-                    e.tenant.as_str()
-                } else {
-                    ""
-                };
+                let tenant = if r.per_tenant { e.tenant.as_str() } else { "" };
                 let ti = *slots.entry((ri, tenant)).or_insert_with(|| {
                     topics.push(r.topic(&e.tenant));
                     topics.len() - 1
@@ -507,15 +498,16 @@ impl Exporter {
         let mut counts = vec![0u64; routes.len()];
         // ndjson: the message being filled per (export, topic, partition).
         let mut open: HashMap<(usize, usize, i32), usize> = HashMap::new();
-        let mut hashes: Vec<Option<u64>> = vec![None; events.len()];
+        // Items come in event order: the partition key and cloud of the current event.
+        let mut current: Option<(usize, String, &Cloud)> = None;
         for &(ei, ri, ti) in &plan.items {
             let e = &events[ei];
             let spec = &routes[ri].spec;
-            let hash = *hashes[ei].get_or_insert_with(|| {
-                xxhash_rust::xxh3::xxh3_64(schemas::topics::partition_key(e).as_bytes())
-            });
-            let partition = (hash % partitions[ti].max(1) as u64) as i32;
-            let cloud = self.inner.cloud(e);
+            if current.as_ref().is_none_or(|c| c.0 != ei) {
+                current = Some((ei, schemas::topics::partition_key(e), self.inner.cloud(e)));
+            }
+            let (_, key, cloud) = current.as_ref().expect("set above");
+            let (cloud, partition) = (*cloud, schemas::topics::partition_for(key, partitions[ti]));
             counts[ri] += 1;
             match spec.framing {
                 Framing::Record => {
@@ -580,7 +572,7 @@ impl Exporter {
             ("content-type", schemas::batch::CONTENT_TYPE.to_string()),
             ("aa-format", r.spec.format.label().to_string()),
         ];
-        if r.per_tenant() {
+        if r.per_tenant {
             headers.push((schemas::topics::dlq_headers::TENANT, e.tenant.clone()));
         }
         Outgoing {
@@ -598,23 +590,24 @@ impl Emit for Exporter {
         let this = self.clone();
         Box::pin(async move {
             let plan = this.plan(&events);
-            let missing: Vec<String> = {
-                let known = this.inner.partitions.lock().unwrap();
-                plan.topics
-                    .iter()
-                    .filter(|t| !known.contains_key(*t))
-                    .cloned()
-                    .collect()
-            };
             let mut backoff = Duration::from_millis(200);
-            while let Err(e) = this.inner.ensure(&missing).await {
-                tracing::warn!(error = %e, "creating export topics failed, retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            let partitions: Vec<i32> = {
-                let known = this.inner.partitions.lock().unwrap();
-                plan.topics.iter().map(|t| known[t]).collect()
+            let partitions = loop {
+                let counted = async {
+                    this.inner.ensure(&plan.topics).await?;
+                    let mut counts = Vec::with_capacity(plan.topics.len());
+                    for t in &plan.topics {
+                        counts.push(this.inner.bus.partitions(t).await?);
+                    }
+                    anyhow::Ok(counts)
+                };
+                match counted.await {
+                    Ok(counts) => break counts,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "creating export topics failed, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
             };
             this.encode(&events, &plan, &partitions)
         })

@@ -497,25 +497,29 @@ impl Default for TopicSetup {
 }
 
 impl TopicSetup {
-    /// The spec of each topic of `topics`: events and traces kept `retention_hours`, the
-    /// correlator's snapshots compacted (only the latest matters), dead letters kept longer.
-    pub fn specs(&self, topics: &schemas::topics::Topics) -> Vec<(String, TopicSpec)> {
-        let hours = |h: u64| (h * 3_600_000).to_string();
-        let base = |retention: String| {
-            let mut c = BTreeMap::new();
-            c.insert(
-                "min.insync.replicas".to_string(),
-                self.min_insync_replicas.to_string(),
-            );
-            c.insert("compression.type".to_string(), "producer".to_string());
-            c.insert("retention.ms".to_string(), retention);
-            c
-        };
-        let spec = |configs| TopicSpec {
+    /// A topic with these partitions, replication and `min.insync.replicas`, kept
+    /// `retention_hours`.
+    pub fn topic_spec(&self, retention_hours: u64) -> TopicSpec {
+        let mut configs = BTreeMap::new();
+        configs.insert(
+            "min.insync.replicas".to_string(),
+            self.min_insync_replicas.to_string(),
+        );
+        configs.insert("compression.type".to_string(), "producer".to_string());
+        configs.insert(
+            "retention.ms".to_string(),
+            (retention_hours * 3_600_000).to_string(),
+        );
+        TopicSpec {
             partitions: self.partitions,
             replication: self.replication,
             configs,
-        };
+        }
+    }
+
+    /// The spec of each topic of `topics`: events and traces kept `retention_hours`, the
+    /// correlator's snapshots compacted (only the latest matters), dead letters kept longer.
+    pub fn specs(&self, topics: &schemas::topics::Topics) -> Vec<(String, TopicSpec)> {
         let mut out = Vec::new();
         for t in [
             &topics.raw,
@@ -523,14 +527,16 @@ impl TopicSetup {
             &topics.events,
             &topics.traces,
         ] {
-            out.push((t.clone(), spec(base(hours(self.retention_hours)))));
+            out.push((t.clone(), self.topic_spec(self.retention_hours)));
         }
-        let mut state = base(hours(24));
-        state.insert("cleanup.policy".into(), "compact,delete".into());
-        out.push((topics.correlator_state.clone(), spec(state)));
+        let mut state = self.topic_spec(24);
+        state
+            .configs
+            .insert("cleanup.policy".into(), "compact,delete".into());
+        out.push((topics.correlator_state.clone(), state));
         out.push((
             topics.deadletter.clone(),
-            spec(base(hours(self.deadletter_retention_hours))),
+            self.topic_spec(self.deadletter_retention_hours),
         ));
         out
     }

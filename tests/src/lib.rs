@@ -78,6 +78,16 @@ pub async fn insert_events(ch: &store::ClickHouse, events: &[schemas::ActivityEv
         .unwrap();
 }
 
+/// Inserts trace records into `traces` of `ch` as the writer does (JSON lines), in one batch.
+pub async fn insert_traces(ch: &store::ClickHouse, traces: &[&schemas::TraceRecord]) {
+    let mut body = Vec::new();
+    for t in traces {
+        serde_json::to_writer(&mut body, t).unwrap();
+        body.push(b'\n');
+    }
+    ch.insert_json_lines("traces", body.into()).await.unwrap();
+}
+
 /// Directory of the workspace's built binaries, built once per process with the profile this
 /// test or benchmark was built with.
 pub fn bin_dir() -> PathBuf {

@@ -54,9 +54,7 @@ async fn the_documented_queries_answer_what_they_say() {
         revision: 1,
         ..Default::default()
     };
-    ch.insert_json_lines("traces", serde_json::to_vec(&rec).unwrap().into())
-        .await
-        .unwrap();
+    integration_tests::insert_traces(&ch, &[&rec]).await;
 
     let doc = include_str!("../../docs/analytics/README.md");
     let queries: Vec<String> = doc

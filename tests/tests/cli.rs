@@ -48,9 +48,7 @@ async fn query_trace_and_tail_from_the_terminal() {
         revision: 1,
         ..Default::default()
     };
-    ch.insert_json_lines("traces", serde_json::to_vec(&rec).unwrap().into())
-        .await
-        .unwrap();
+    integration_tests::insert_traces(&ch, &[&rec]).await;
     let shutdown = pipeline::shutdown::Shutdown::new();
     let bound = world
         .start_query_api(

@@ -976,15 +976,7 @@ async fn tenants_and_teams_never_see_outside_their_scope() {
     integration_tests::insert_events(&ch, &mine).await;
     integration_tests::insert_events(&ch, &theirs).await;
     integration_tests::insert_events(&ch, &b_session).await;
-    let recs: Vec<u8> = [&shop_rec, &pay_rec, &b_rec]
-        .iter()
-        .flat_map(|r| {
-            let mut l = serde_json::to_vec(r).unwrap();
-            l.push(b'\n');
-            l
-        })
-        .collect();
-    ch.insert_json_lines("traces", recs.into()).await.unwrap();
+    integration_tests::insert_traces(&ch, &[&shop_rec, &pay_rec, &b_rec]).await;
 
     let tenant = &world.tenant;
     let tokens = format!(

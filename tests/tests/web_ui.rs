@@ -52,9 +52,7 @@ async fn the_activity_page_in_a_browser() {
         revision: 1,
         ..Default::default()
     };
-    ch.insert_json_lines("traces", serde_json::to_vec(&rec).unwrap().into())
-        .await
-        .unwrap();
+    integration_tests::insert_traces(&ch, &[&rec]).await;
     let tenant = &world.tenant;
     let shutdown = pipeline::shutdown::Shutdown::new();
     let bound = world
