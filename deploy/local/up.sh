@@ -39,7 +39,7 @@ start export activity-audit-export 9469
 start enricher activity-audit-enricher 9439
 start ingest activity-audit-ingest 9419
 start query-api activity-audit-query-api 9429
-log "services up: ingest http://127.0.0.1:9410, query-api http://127.0.0.1:9420 (logs in $AA_STATE/logs)"
+log "services up: ingest http://127.0.0.1:9410 (gRPC 9411), query-api http://127.0.0.1:9420 (logs in $AA_STATE/logs)"
 "$CARGO_TARGET_DIR/debug/aa-demo" --ingest http://127.0.0.1:9410 --token local-dev-token \
   --query-api http://127.0.0.1:9420 --query-token local-query-token --clickhouse "$AA_CH_URL" "$@"
 # The same events went to the SIEM export topics (activity.export.ocsf.v1, activity.export.ecs.v1).

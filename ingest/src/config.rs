@@ -11,11 +11,14 @@ use std::path::PathBuf;
 pub struct IngestConfig {
     /// HTTP listen address.
     pub listen: SocketAddr,
+    /// gRPC (`Ingest` service) listen address.
+    pub grpc_listen: SocketAddr,
     pub kafka: KafkaConfig,
     pub topics: Topics,
     /// Token file (TOML, see `auth`); re-read when it changes.
     pub tokens_file: PathBuf,
-    /// Largest request body accepted, after decompression, in bytes (413 beyond).
+    /// Largest request body accepted, after decompression, in bytes (413 beyond; for gRPC,
+    /// the largest message).
     pub max_body_bytes: usize,
     /// Largest single event, in bytes of JSON (rejected item beyond).
     pub max_event_bytes: usize,
@@ -47,6 +50,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9410)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 9411)),
             kafka: KafkaConfig {
                 produce_timeout_ms: 10_000,
                 ..KafkaConfig::default()

@@ -13,12 +13,10 @@
 //! with the reasons. Nothing accepted and something rejected: 400. Kafka unavailable: 503 with
 //! `Retry-After` (nothing is confirmed; retrying is safe, ids are deterministic).
 
-use crate::auth::{Identity, Tokens, bearer};
+use crate::accept::{AppState, accept};
 use crate::config::IngestConfig;
 use crate::error::{ErrorResponse, IngestError};
-use crate::metrics::{ACCEPTED, BYTES, DROPPED, PRODUCE_LATENCY, RECEIVED, REJECTED};
-use crate::native::Rejected;
-use crate::publish::{publish, stamp};
+use crate::metrics::BYTES;
 use crate::sources::{Outcome, falco, k8s_audit, tetragon};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -26,34 +24,8 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use pipeline::deadletter::{DeadLetters, Origin};
-use pipeline::kafka::Bus;
 use schemas::Source;
 use std::io::Read;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
-
-#[derive(Clone)]
-pub struct AppState(Arc<Inner>);
-
-struct Inner {
-    cfg: IngestConfig,
-    tokens: Tokens,
-    bus: Bus,
-    dlq: DeadLetters,
-}
-
-impl AppState {
-    pub fn new(cfg: IngestConfig, tokens: Tokens, bus: Bus) -> Self {
-        let dlq = DeadLetters::new(bus.clone(), cfg.topics.deadletter.clone(), "ingest");
-        AppState(Arc::new(Inner {
-            cfg,
-            tokens,
-            bus,
-            dlq,
-        }))
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -71,19 +43,6 @@ pub fn router(state: AppState) -> Router {
             post(|s, h, b| ingest(s, h, b, Source::Tetragon)),
         )
         .with_state(state)
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
-fn authenticate(tokens: &Tokens, headers: &HeaderMap) -> Result<Identity, IngestError> {
-    let header = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let token = bearer(header).ok_or(IngestError::MissingToken)?;
-    tokens.identify(token).ok_or(IngestError::UnknownToken)
 }
 
 /// Reads the body with the configured limit, then decompresses it (gzip or zstd) with the
@@ -135,7 +94,7 @@ async fn ingest(
     match handle(&st, &headers, body, source).await {
         Ok(r) => r,
         Err(mut e) => {
-            e.retry_after_secs = st.0.cfg.retry_after_secs;
+            e.retry_after_secs = st.config().retry_after_secs;
             e.into_response()
         }
     }
@@ -157,92 +116,15 @@ async fn handle(
     body: Body,
     source: Source,
 ) -> Result<Response, ErrorResponse> {
-    let cfg = &st.0.cfg;
-    let who = authenticate(&st.0.tokens, headers)?;
+    let cfg = st.config();
+    let who = st.authenticate(headers.get("authorization").and_then(|v| v.to_str().ok()))?;
     let labels = [source.as_str(), who.tenant.as_str()];
     let body = read_body(headers, body, cfg.max_body_bytes).await?;
     BYTES.with_label_values(&labels).inc_by(body.len() as u64);
     let span = tracing::debug_span!("request", source = source.as_str(), tenant = %who.tenant, bytes = body.len());
     let _g = span.enter();
     let outcomes = parse(cfg, source, &body)?;
-    RECEIVED
-        .with_label_values(&labels)
-        .inc_by(outcomes.len() as u64);
-    let received = now_ns();
-    let mut events = Vec::with_capacity(outcomes.len());
-    let mut rejected = Vec::new();
-    let mut dropped = 0u64;
-    for (index, outcome) in outcomes.into_iter().enumerate() {
-        match outcome {
-            Outcome::Activity(mut e, key) => {
-                e.normalize();
-                match e.validate() {
-                    Ok(()) => {
-                        stamp(&mut e, &who, source, received, &key);
-                        events.push(*e);
-                    }
-                    Err(v) => rejected.push(Rejected {
-                        index,
-                        error: v.to_string(),
-                    }),
-                }
-            }
-            Outcome::NotActivity => dropped += 1,
-            Outcome::Rejected(error) => rejected.push(Rejected { index, error }),
-        }
-    }
     drop(_g);
-    REJECTED
-        .with_label_values(&labels)
-        .inc_by(rejected.len() as u64);
-    DROPPED.with_label_values(&labels).inc_by(dropped);
-    let mut dead = Vec::new();
-    if !rejected.is_empty() {
-        // One dead letter per request: the body as received and every reason.
-        let reasons: Vec<String> = rejected
-            .iter()
-            .map(|r| format!("item {}: {}", r.index, r.error))
-            .collect();
-        let origin = Origin {
-            topic: format!("http:{}", source.as_str()),
-            tenant: who.tenant.clone(),
-            ..Default::default()
-        };
-        dead.push(st.0.dlq.record(
-            body.to_vec(),
-            format!("{}/{}", who.tenant, who.cluster),
-            "rejected",
-            &reasons.join("; "),
-            &origin,
-        ));
-    }
-    let started = Instant::now();
-    let sent = async {
-        publish(&st.0.bus, &cfg.topics.raw, &events).await?;
-        if !dead.is_empty() {
-            st.0.dlq.send(&dead).await?;
-        }
-        Ok::<_, pipeline::kafka::ProduceError>(())
-    }
-    .await;
-    PRODUCE_LATENCY
-        .with_label_values(&[source.as_str()])
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = sent {
-        tracing::warn!(tenant = %who.tenant, error = %e, "kafka unavailable; answering 503");
-        return Err(IngestError::Unavailable(e.to_string()).into());
-    }
-    ACCEPTED
-        .with_label_values(&labels)
-        .inc_by(events.len() as u64);
-    if events.is_empty() && dropped == 0 && !rejected.is_empty() {
-        return Err(ErrorResponse {
-            error: IngestError::AllRejected,
-            rejected,
-            retry_after_secs: cfg.retry_after_secs,
-        });
-    }
-    let body =
-        serde_json::json!({ "accepted": events.len(), "dropped": dropped, "rejected": rejected });
-    Ok(axum::Json(body).into_response())
+    let done = accept(st, &who, source, "http", outcomes, &body).await?;
+    Ok(axum::Json(done).into_response())
 }

@@ -1,4 +1,4 @@
-//! `activity-audit-ingest`: the HTTP ingest service.
+//! `activity-audit-ingest`: the ingest service (HTTP and gRPC).
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(about = "Activity Audit ingest: HTTP -> Kafka")]
+#[command(about = "Activity Audit ingest: HTTP and gRPC -> Kafka")]
 struct Args {
     /// TOML config file; `AA_INGEST__…` variables override it.
     #[arg(long, env = "AA_INGEST_CONFIG")]

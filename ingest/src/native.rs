@@ -114,12 +114,18 @@ pub fn decode_event(raw: &[u8], max_event_bytes: usize) -> Result<ActivityEvent,
             })?
         }
     };
-    if !e.id.is_empty() && !schemas::id::valid_client_id(&e.id) {
-        return Err("field `id`: must be 1..=128 printable ASCII characters".into());
-    }
+    check_client_id(&e)?;
     e.normalize();
     e.validate().map_err(|v| v.to_string())?;
     Ok(e)
+}
+
+/// A client may name its events (`id`), within limits; an empty id gets the deterministic one.
+pub fn check_client_id(e: &ActivityEvent) -> Result<(), String> {
+    if !e.id.is_empty() && !schemas::id::valid_client_id(&e.id) {
+        return Err("field `id`: must be 1..=128 printable ASCII characters".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,10 +5,10 @@
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::AppState;
-use crate::proto;
+use schemas::grpc::{activity_type, proto, to_proto};
 use crate::query::{self, EntriesRequest, Selection};
 use futures::{Stream, StreamExt};
-use schemas::{ActivityEvent, ActivityType, Source, TraceRecord};
+use schemas::{ActivityType, TraceRecord};
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
 
@@ -23,15 +23,6 @@ impl QueryService {
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         self.state.auth.authenticate(h)
-    }
-}
-
-fn activity_type(t: ActivityType) -> proto::ActivityType {
-    match t {
-        ActivityType::Command => proto::ActivityType::Command,
-        ActivityType::Connection => proto::ActivityType::Connection,
-        ActivityType::Fileaccess => proto::ActivityType::Fileaccess,
-        ActivityType::Kubernetes => proto::ActivityType::Kubernetes,
     }
 }
 
@@ -57,88 +48,6 @@ fn selection(s: Option<proto::Selection>) -> Result<Selection, ApiError> {
         &types,
         text(&s.filter).as_deref(),
         text(&s.scope).as_deref(),
-    )
-}
-
-/// The protobuf form of an entry (every attribute; see `schemas/tests/proto_matches_model.rs`).
-pub fn to_proto(e: &ActivityEvent) -> proto::ActivityEvent {
-    macro_rules! same {
-        ($($f:ident),*) => {
-            proto::ActivityEvent {
-                r#type: activity_type(e.kind) as i32,
-                source: match e.source {
-                    Source::K8sAudit => proto::Source::K8sAudit,
-                    Source::Falco => proto::Source::Falco,
-                    Source::Tetragon => proto::Source::Tetragon,
-                    Source::Native => proto::Source::Native,
-                } as i32,
-                user_username: e.user_name.clone(),
-                $($f: e.$f.clone(),)*
-            }
-        };
-    }
-    same!(
-        id,
-        timestamp,
-        received_timestamp,
-        tenant,
-        trace_id,
-        hostname,
-        host_mac,
-        container_id,
-        container_name,
-        container_image,
-        cluster,
-        namespace,
-        workload_kind,
-        workload_name,
-        pod,
-        node,
-        comm,
-        cmdline,
-        exe,
-        cwd,
-        pid,
-        ppid,
-        pcomm,
-        uid,
-        username,
-        user_login_uid,
-        user_login_name,
-        tty,
-        login_shell_id,
-        login_shell_distance,
-        process_start_time,
-        exec_id,
-        parent_exec_id,
-        in_init_tree,
-        direction,
-        l4protocol,
-        client_ip,
-        client_port,
-        server_ip,
-        server_port,
-        filename,
-        directory,
-        permissions,
-        verb,
-        resource,
-        sub_resource,
-        command,
-        container,
-        stdin,
-        user_groups,
-        user_agent,
-        source_addresses,
-        audit_id,
-        response_code,
-        stages_started,
-        stages_completed,
-        trace_confidence,
-        trace_link,
-        trace_candidates,
-        revision,
-        enrichment
     )
 }
 

@@ -11,8 +11,9 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metrics;
-pub mod proto;
 pub mod query;
+
+pub use schemas::grpc::proto;
 
 use pipeline::config::OpsConfig;
 use pipeline::ops::Readiness;

@@ -9,6 +9,8 @@
 pub mod batch;
 pub mod event;
 pub mod filter;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod id;
 pub mod json_schema;
 pub mod matching;

@@ -251,11 +251,13 @@ impl World {
         let prefix = service.env_prefix();
         self.topic_env(prefix, &mut cmd);
         let mut port = None;
+        let mut grpc_port = None;
         match service {
             Service::Ingest => {
-                let p = free_port();
-                port = Some(p);
+                let (p, g) = (free_port(), free_port());
+                (port, grpc_port) = (Some(p), Some(g));
                 cmd.env("AA_INGEST__LISTEN", format!("127.0.0.1:{p}"))
+                    .env("AA_INGEST__GRPC_LISTEN", format!("127.0.0.1:{g}"))
                     .env("AA_INGEST__TOKENS_FILE", &self.tokens_file);
             }
             Service::Enricher => {
@@ -293,8 +295,12 @@ impl World {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let proc = Proc { child, port };
-        if let Some(p) = port {
+        let proc = Proc {
+            child,
+            port,
+            grpc_port,
+        };
+        for p in [port, grpc_port].into_iter().flatten() {
             wait_port(p, Duration::from_secs(30));
         }
         proc
@@ -364,7 +370,10 @@ impl Service {
 #[derive(Debug)]
 pub struct Proc {
     pub child: Child,
+    /// HTTP port, for services that serve HTTP.
     pub port: Option<u16>,
+    /// gRPC port, for services that serve gRPC.
+    pub grpc_port: Option<u16>,
 }
 
 impl Proc {
@@ -377,6 +386,12 @@ impl Proc {
         format!(
             "http://127.0.0.1:{}",
             self.port.expect("service has no HTTP port")
+        )
+    }
+    pub fn grpc_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            self.grpc_port.expect("service has no gRPC port")
         )
     }
 }

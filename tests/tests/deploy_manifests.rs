@@ -111,7 +111,7 @@ fn manifests_parse_and_reference_what_exists() {
         match name {
             "ingest" => {
                 let c: ingest::config::IngestConfig = toml::from_str(text).unwrap();
-                vec![c.listen.port(), c.ops.listen.port()]
+                vec![c.listen.port(), c.grpc_listen.port(), c.ops.listen.port()]
             }
             "enricher" => {
                 let c: enricher::EnricherConfig = toml::from_str(text).unwrap();

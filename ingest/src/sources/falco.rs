@@ -9,11 +9,15 @@
 //! `[activity]` config keeps them all. Quirks handled: a number where a time string is expected,
 //! `null` values, fields that are sometimes arrays, keys with brackets (`proc.aname[2]`).
 
-use super::{Outcome, basename, bool_of, int_of, str_of};
+use super::{Outcome, basename};
 use crate::error::IngestError;
 use schemas::time::parse_rfc3339_ns;
 use schemas::{ActivityEvent, ActivityType, Source};
-use serde_json::{Map, Value};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
 
 /// Container runtimes whose children are exec'd into a container from outside its init tree.
 const RUNTIMES: &[&str] = &[
@@ -25,53 +29,321 @@ const RUNTIMES: &[&str] = &[
     "docker-runc",
 ];
 
-/// Parses a body of Falco alerts.
+/// Parses a body of Falco alerts: one alert, an array of alerts, or JSON lines (a line may
+/// itself be an array). Each alert's natural key is its own text.
 pub fn parse(body: &[u8], interactive_only: bool) -> Result<Vec<Outcome>, IngestError> {
-    super::each_object(body, |v, raw| alert(v, raw, interactive_only))
+    let mut out = Vec::new();
+    for item in crate::native::split_items(body)? {
+        match item {
+            Ok(raw) if raw.first() == Some(&b'[') => {
+                match serde_json::from_slice::<Vec<&RawValue>>(raw) {
+                    Ok(alerts) => out.extend(
+                        alerts
+                            .into_iter()
+                            .map(|a| alert(a.get().as_bytes(), interactive_only)),
+                    ),
+                    Err(e) => out.push(Outcome::Rejected(format!("malformed JSON: {e}"))),
+                }
+            }
+            Ok(raw) => out.push(alert(raw, interactive_only)),
+            Err(e) => out.push(Outcome::Rejected(e)),
+        }
+    }
+    Ok(out)
 }
 
-fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
-    let Value::Object(top) = &v else {
+/// A field value as Falco sends it: a string, a number, a boolean, null, or (for some fields)
+/// an array, of which the first element counts. Strings are borrowed from the body unless
+/// they contain escapes.
+#[derive(Debug, Clone, Default, PartialEq)]
+enum F<'a> {
+    #[default]
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool(bool),
+    /// An object: no field we read is one.
+    Other,
+}
+
+impl<'a> F<'a> {
+    /// A string, or `None` when absent/null/empty; numbers and booleans are printed.
+    fn text(&self) -> Option<String> {
+        match self {
+            F::Str(s) if !s.is_empty() => Some(s.to_string()),
+            F::Int(n) => Some(n.to_string()),
+            F::Uint(n) => Some(n.to_string()),
+            F::Float(n) => Some(serde_json::Number::from_f64(*n)?.to_string()),
+            F::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        *self != F::Null
+    }
+
+    /// An integer that may arrive as a number or a numeric string.
+    fn int(&self) -> Option<i64> {
+        match self {
+            F::Int(n) => Some(*n),
+            F::Uint(n) => Some(*n as i64),
+            F::Str(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// A boolean that may arrive as `true`, `"true"` or `1`.
+    fn boolean(&self) -> Option<bool> {
+        match self {
+            F::Bool(b) => Some(*b),
+            F::Str(s) => match s.as_ref() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            },
+            F::Int(n) => Some(*n != 0),
+            F::Uint(n) => Some(*n != 0),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for F<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = F<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a Falco field value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<F<'de>, E> {
+                Ok(F::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<F<'de>, E> {
+                Ok(F::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<F<'de>, E> {
+                Ok(F::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<F<'de>, E> {
+                Ok(F::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<F<'de>, E> {
+                Ok(F::Uint(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<F<'de>, E> {
+                Ok(F::Float(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<F<'de>, E> {
+                Ok(F::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<F<'de>, E> {
+                Ok(F::Null)
+            }
+            fn visit_none<E>(self) -> Result<F<'de>, E> {
+                Ok(F::Null)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<F<'de>, A::Error> {
+                let first = seq.next_element::<F<'de>>()?.unwrap_or_default();
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(first)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<F<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(F::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The `output_fields` this parser reads (Falco field names); the others are skipped unread.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Fields<'a> {
+    #[serde(borrow, rename = "evt.type")]
+    evt_type: F<'a>,
+    #[serde(borrow, rename = "evt.rawtime")]
+    evt_rawtime: F<'a>,
+    #[serde(borrow, rename = "evt.time")]
+    evt_time: F<'a>,
+    #[serde(borrow, rename = "evt.time.iso8601")]
+    evt_time_iso8601: F<'a>,
+    #[serde(borrow, rename = "evt.is_open_read")]
+    is_open_read: F<'a>,
+    #[serde(borrow, rename = "evt.is_open_write")]
+    is_open_write: F<'a>,
+    #[serde(borrow, rename = "proc.name")]
+    proc_name: F<'a>,
+    #[serde(borrow, rename = "proc.pname")]
+    proc_pname: F<'a>,
+    #[serde(borrow, rename = "proc.cmdline")]
+    proc_cmdline: F<'a>,
+    #[serde(borrow, rename = "proc.exepath")]
+    proc_exepath: F<'a>,
+    #[serde(borrow, rename = "proc.exe")]
+    proc_exe: F<'a>,
+    #[serde(borrow, rename = "proc.cwd")]
+    proc_cwd: F<'a>,
+    #[serde(borrow, rename = "proc.pid")]
+    proc_pid: F<'a>,
+    #[serde(borrow, rename = "proc.ppid")]
+    proc_ppid: F<'a>,
+    #[serde(borrow, rename = "proc.vpid")]
+    proc_vpid: F<'a>,
+    #[serde(borrow, rename = "proc.pid.ts")]
+    proc_pid_ts: F<'a>,
+    #[serde(borrow, rename = "proc.ppid.ts")]
+    proc_ppid_ts: F<'a>,
+    #[serde(borrow, rename = "proc.tty")]
+    proc_tty: F<'a>,
+    #[serde(borrow, rename = "proc.loginshellid")]
+    proc_loginshellid: F<'a>,
+    #[serde(borrow, rename = "user.uid")]
+    user_uid: F<'a>,
+    #[serde(borrow, rename = "user.name")]
+    user_name: F<'a>,
+    #[serde(borrow, rename = "user.loginuid")]
+    user_loginuid: F<'a>,
+    #[serde(borrow, rename = "user.loginname")]
+    user_loginname: F<'a>,
+    #[serde(borrow, rename = "container.id")]
+    container_id: F<'a>,
+    #[serde(borrow, rename = "container.name")]
+    container_name: F<'a>,
+    #[serde(borrow, rename = "container.image")]
+    container_image: F<'a>,
+    #[serde(borrow, rename = "container.image.repository")]
+    image_repository: F<'a>,
+    #[serde(borrow, rename = "container.image.tag")]
+    image_tag: F<'a>,
+    #[serde(borrow, rename = "k8s.ns.name")]
+    k8s_ns_name: F<'a>,
+    #[serde(borrow, rename = "k8s.pod.name")]
+    k8s_pod_name: F<'a>,
+    #[serde(borrow, rename = "fd.name")]
+    fd_name: F<'a>,
+    #[serde(borrow, rename = "fd.l4proto")]
+    fd_l4proto: F<'a>,
+    #[serde(borrow, rename = "fd.cip")]
+    fd_cip: F<'a>,
+    #[serde(borrow, rename = "fd.cport")]
+    fd_cport: F<'a>,
+    #[serde(borrow, rename = "fd.sip")]
+    fd_sip: F<'a>,
+    #[serde(borrow, rename = "fd.sport")]
+    fd_sport: F<'a>,
+}
+
+/// `output_fields`, which must be an object.
+#[derive(Debug, Default)]
+enum OutputFields<'a> {
+    #[default]
+    Missing,
+    NotObject,
+    Fields(Box<Fields<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for OutputFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OutputFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of Falco fields")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let fields = Fields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(OutputFields::Fields(Box::new(fields)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(OutputFields::NotObject)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(OutputFields::Missing)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(OutputFields::NotObject)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(OutputFields::NotObject)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(OutputFields::NotObject)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(OutputFields::NotObject)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(OutputFields::NotObject)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A Falco `http_output` alert; `rule`, `priority`, `output` and `tags` are not read.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Alert<'a> {
+    #[serde(borrow)]
+    time: F<'a>,
+    #[serde(borrow)]
+    source: F<'a>,
+    #[serde(borrow)]
+    hostname: F<'a>,
+    #[serde(borrow)]
+    output_fields: OutputFields<'a>,
+}
+
+fn alert(raw: &[u8], interactive_only: bool) -> Outcome {
+    if raw.trim_ascii_start().first() != Some(&b'{') {
         return Outcome::Rejected("expected a Falco alert object".into());
+    }
+    let top: Alert = match serde_json::from_slice(raw) {
+        Ok(a) => a,
+        Err(e) => return Outcome::Rejected(format!("malformed Falco alert: {e}")),
     };
-    let Some(Value::Object(f)) = top.get("output_fields") else {
+    let OutputFields::Fields(f) = &top.output_fields else {
         return Outcome::Rejected("field `output_fields`: missing or not an object".into());
     };
-    if let Some(src) = top.get("source").and_then(Value::as_str)
+    if let F::Str(src) = &top.source
         && src != "syscall"
     {
         // Alerts of Falco's plugins (k8saudit, cloudtrail…) are not node activity.
         return Outcome::NotActivity;
     }
-    let get = |k: &str| f.get(k).filter(|v| !v.is_null());
-    let timestamp = match time_of(f, top) {
+    let timestamp = match time_of(f, &top) {
         Ok(t) => t,
         Err(e) => return Outcome::Rejected(e),
     };
-    let evt_type = str_of(get("evt.type")).unwrap_or_default();
+    let evt_type = f.evt_type.text().unwrap_or_default();
     let kind = match evt_type.as_str() {
         "execve" | "execveat" => ActivityType::Command,
         "connect" | "accept" | "accept4" => ActivityType::Connection,
         "open" | "openat" | "openat2" | "creat" => ActivityType::Fileaccess,
-        "" if get("fd.sip").is_some() => ActivityType::Connection,
-        "" if get("fd.name").is_some()
-            && get("proc.cmdline").is_some()
-            && get("evt.is_open_write").is_some() =>
-        {
+        "" if f.fd_sip.is_some() => ActivityType::Connection,
+        "" if f.fd_name.is_some() && f.proc_cmdline.is_some() && f.is_open_write.is_some() => {
             ActivityType::Fileaccess
         }
-        "" if get("proc.cmdline").is_some() || get("proc.name").is_some() => ActivityType::Command,
+        "" if f.proc_cmdline.is_some() || f.proc_name.is_some() => ActivityType::Command,
         _ => return Outcome::NotActivity,
     };
-    let comm = str_of(get("proc.name")).unwrap_or_default();
-    let pcomm = str_of(get("proc.pname")).unwrap_or_default();
-    let tty = int_of(get("proc.tty"));
-    let login_shell = int_of(get("proc.loginshellid"));
-    let container_id = str_of(get("container.id"))
+    let comm = f.proc_name.text().unwrap_or_default();
+    let pcomm = f.proc_pname.text().unwrap_or_default();
+    let tty = f.proc_tty.int();
+    let login_shell = f.proc_loginshellid.int();
+    let container_id = f
+        .container_id
+        .text()
         .filter(|c| c != "host")
         .unwrap_or_default();
     // The container's init (vpid 1) is also a child of the runtime; an exec root is not init.
-    let is_init = int_of(get("proc.vpid")) == Some(1);
+    let is_init = f.proc_vpid.int() == Some(1);
     let exec_root = !container_id.is_empty() && RUNTIMES.contains(&pcomm.as_str()) && !is_init;
     let ssh_like = matches!(comm.as_str(), "sshd" | "telnetd" | "dropbear");
     let interactive = tty.is_some_and(|t| t != 0)
@@ -81,31 +353,28 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
     if interactive_only && !interactive {
         return Outcome::NotActivity;
     }
-    let image = match (
-        str_of(get("container.image.repository")),
-        str_of(get("container.image.tag")),
-    ) {
+    let image = match (f.image_repository.text(), f.image_tag.text()) {
         (Some(r), Some(t)) => format!("{r}:{t}"),
         (Some(r), None) => r,
-        _ => str_of(get("container.image")).unwrap_or_default(),
+        _ => f.container_image.text().unwrap_or_default(),
     };
-    let pid = int_of(get("proc.pid")).unwrap_or(0);
-    let hostname = str_of(top.get("hostname")).unwrap_or_default();
-    let start = int_of(get("proc.pid.ts")).unwrap_or(0);
+    let pid = f.proc_pid.int().unwrap_or(0);
+    let hostname = top.hostname.text().unwrap_or_default();
+    let start = f.proc_pid_ts.int().unwrap_or(0);
     let mut e = ActivityEvent {
         kind,
         source: Source::Falco,
         timestamp,
         hostname: hostname.clone(),
         container_id,
-        container_name: str_of(get("container.name")).unwrap_or_default(),
+        container_name: f.container_name.text().unwrap_or_default(),
         container_image: image,
-        namespace: str_of(get("k8s.ns.name")).unwrap_or_default(),
-        pod: str_of(get("k8s.pod.name")).unwrap_or_default(),
+        namespace: f.k8s_ns_name.text().unwrap_or_default(),
+        pod: f.k8s_pod_name.text().unwrap_or_default(),
         comm: comm.clone(),
-        cmdline: str_of(get("proc.cmdline")).unwrap_or_default(),
+        cmdline: f.proc_cmdline.text().unwrap_or_default(),
         pid,
-        ppid: int_of(get("proc.ppid")).unwrap_or(0),
+        ppid: f.proc_ppid.int().unwrap_or(0),
         tty,
         ..Default::default()
     };
@@ -119,15 +388,17 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
     }
     match kind {
         ActivityType::Command => {
-            e.exe = str_of(get("proc.exepath"))
-                .or_else(|| str_of(get("proc.exe")))
+            e.exe = f
+                .proc_exepath
+                .text()
+                .or_else(|| f.proc_exe.text())
                 .unwrap_or_default();
-            e.cwd = str_of(get("proc.cwd")).unwrap_or_default();
+            e.cwd = f.proc_cwd.text().unwrap_or_default();
             e.pcomm = pcomm;
-            e.uid = int_of(get("user.uid"));
-            e.username = str_of(get("user.name")).unwrap_or_default();
-            e.user_login_uid = int_of(get("user.loginuid"));
-            e.user_login_name = str_of(get("user.loginname")).unwrap_or_default();
+            e.uid = f.user_uid.int();
+            e.username = f.user_name.text().unwrap_or_default();
+            e.user_login_uid = f.user_loginuid.int();
+            e.user_login_name = f.user_loginname.text().unwrap_or_default();
             e.login_shell_id = login_shell;
             if e.container_id.is_empty() {
                 e.in_init_tree = None;
@@ -137,7 +408,7 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
                 e.in_init_tree = Some(true);
             }
             // With the parent's start time the parent is keyed exactly like this process.
-            if let Some(pts) = int_of(get("proc.ppid.ts")).filter(|t| *t != 0)
+            if let Some(pts) = f.proc_ppid_ts.int().filter(|t| *t != 0)
                 && e.ppid != 0
             {
                 e.parent_exec_id = format!("{hostname}:{}:{pts}", e.ppid);
@@ -153,21 +424,23 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
                 "out"
             }
             .into();
-            e.l4protocol = str_of(get("fd.l4proto"))
+            e.l4protocol = f
+                .fd_l4proto
+                .text()
                 .map(|p| p.to_lowercase())
                 .unwrap_or_default();
             if !matches!(e.l4protocol.as_str(), "tcp" | "udp") {
                 e.l4protocol.clear();
             }
-            e.client_ip = str_of(get("fd.cip")).unwrap_or_default();
-            e.client_port = int_of(get("fd.cport")).unwrap_or(0);
-            e.server_ip = str_of(get("fd.sip")).unwrap_or_default();
-            e.server_port = int_of(get("fd.sport")).unwrap_or(0);
+            e.client_ip = f.fd_cip.text().unwrap_or_default();
+            e.client_port = f.fd_cport.int().unwrap_or(0);
+            e.server_ip = f.fd_sip.text().unwrap_or_default();
+            e.server_port = f.fd_sport.int().unwrap_or(0);
         }
         ActivityType::Fileaccess => {
-            e.filename = str_of(get("fd.name")).unwrap_or_default();
-            let w = bool_of(get("evt.is_open_write")).unwrap_or(false);
-            let r = bool_of(get("evt.is_open_read")).unwrap_or(!w);
+            e.filename = f.fd_name.text().unwrap_or_default();
+            let w = f.is_open_write.boolean().unwrap_or(false);
+            let r = f.is_open_read.boolean().unwrap_or(!w);
             e.permissions = match (r, w) {
                 (true, true) => "rw",
                 (false, true) => "w",
@@ -178,21 +451,17 @@ fn alert(v: Value, raw: Option<&[u8]>, interactive_only: bool) -> Outcome {
         }
         ActivityType::Kubernetes => {}
     }
-    let key = super::natural_key(raw, &v);
-    Outcome::Activity(Box::new(e), key)
+    Outcome::Activity(Box::new(e), raw.to_vec())
 }
 
-/// The event time: `evt.time` (ns, a number or numeric string), `evt.time.iso8601` (which is
-/// sometimes a number), else the alert's `time`.
-fn time_of(f: &Map<String, Value>, top: &Map<String, Value>) -> Result<i64, String> {
-    for k in ["evt.rawtime", "evt.time", "evt.time.iso8601"] {
-        match f.get(k) {
-            Some(Value::Number(n)) => {
-                if let Some(t) = n.as_i64().or_else(|| n.as_u64().map(|u| u as i64)) {
-                    return Ok(t);
-                }
-            }
-            Some(Value::String(s)) => {
+/// The event time: `evt.rawtime` or `evt.time` (ns, a number or numeric string),
+/// `evt.time.iso8601` (which is sometimes a number), else the alert's `time`.
+fn time_of(f: &Fields, top: &Alert) -> Result<i64, String> {
+    for v in [&f.evt_rawtime, &f.evt_time, &f.evt_time_iso8601] {
+        match v {
+            F::Int(n) => return Ok(*n),
+            F::Uint(n) => return Ok(*n as i64),
+            F::Str(s) => {
                 if let Ok(t) = s.parse::<i64>() {
                     return Ok(t);
                 }
@@ -203,10 +472,10 @@ fn time_of(f: &Map<String, Value>, top: &Map<String, Value>) -> Result<i64, Stri
             _ => {}
         }
     }
-    match top.get("time").and_then(Value::as_str) {
-        Some(s) => parse_rfc3339_ns(s)
+    match &top.time {
+        F::Str(s) => parse_rfc3339_ns(s)
             .ok_or_else(|| format!("field `time`: {s:?} is not an RFC 3339 time")),
-        None => Err("field `time`: missing (and no evt.time in output_fields)".into()),
+        _ => Err("field `time`: missing (and no evt.time in output_fields)".into()),
     }
 }
 
