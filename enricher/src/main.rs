@@ -16,6 +16,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    pipeline::alloc::tune();
     pipeline::telemetry::init();
     let args = Args::parse();
     let cfg: enricher::EnricherConfig =

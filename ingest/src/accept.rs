@@ -45,7 +45,10 @@ impl AppState {
     /// The caller of an `Authorization` header value (`Bearer <token>`).
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, IngestError> {
         let token = bearer(authorization).ok_or(IngestError::MissingToken)?;
-        self.0.tokens.identify(token).ok_or(IngestError::UnknownToken)
+        self.0
+            .tokens
+            .identify(token)
+            .ok_or(IngestError::UnknownToken)
     }
 }
 
@@ -95,7 +98,8 @@ pub async fn accept(
                 match e.validate() {
                     Ok(()) => {
                         stamp(&mut e, who, source, received, &key);
-                        events.push(*e);
+                        // Boxed as parsed: an event is ~1.3 KB, moving it costs.
+                        events.push(e);
                     }
                     Err(v) => rejected.push(Rejected {
                         index,

@@ -8,7 +8,7 @@
 //! | HTTP answer | gRPC status |
 //! |---|---|
 //! | 401 | `UNAUTHENTICATED` |
-//! | 413 (message over `max_body_bytes`) | `RESOURCE_EXHAUSTED` (by tonic's decoder limit) |
+//! | 413 (message over `max_body_bytes`) | `OUT_OF_RANGE` (tonic's decoder limit, naming both sizes) |
 //! | 400, every item rejected | `INVALID_ARGUMENT`, naming each item |
 //! | 503 | `UNAVAILABLE`, with `retry-after` metadata |
 
@@ -66,7 +66,7 @@ fn status(e: ErrorResponse) -> Status {
     };
     match e.error {
         IngestError::MissingToken | IngestError::UnknownToken => Status::unauthenticated(msg),
-        IngestError::TooLarge { .. } => Status::resource_exhausted(msg),
+        IngestError::TooLarge { .. } => Status::out_of_range(msg),
         IngestError::Unavailable(_) => {
             let mut s = Status::unavailable(msg);
             if let Ok(v) = e.retry_after_secs.to_string().parse() {

@@ -20,7 +20,11 @@ pub fn stamp(e: &mut ActivityEvent, who: &Identity, source: Source, received_ns:
 }
 
 /// Produces `events` to `topic` and waits for every acknowledgement.
-pub async fn publish(bus: &Bus, topic: &str, events: &[ActivityEvent]) -> Result<(), ProduceError> {
+pub async fn publish(
+    bus: &Bus,
+    topic: &str,
+    events: &[Box<ActivityEvent>],
+) -> Result<(), ProduceError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -28,7 +32,8 @@ pub async fn publish(bus: &Bus, topic: &str, events: &[ActivityEvent]) -> Result
         .partitions(topic)
         .await
         .map_err(ProduceError::NotAcknowledged)?;
-    let records: Vec<Outgoing> = pipeline::stage::encode_by_partition(events, topic, partitions);
+    let records: Vec<Outgoing> =
+        pipeline::stage::encode_by_partition(events.iter().map(|e| &**e), topic, partitions);
     bus.send_all(&records).await
 }
 

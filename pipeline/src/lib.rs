@@ -8,6 +8,7 @@
 //! - [`ops`]: `/healthz`, `/readyz` and Prometheus `/metrics`; [`metrics`]: the shared series.
 //! - [`shutdown`] and [`telemetry`]: signals and structured logs.
 
+pub mod alloc;
 pub mod config;
 pub mod deadletter;
 pub mod kafka;

@@ -154,14 +154,14 @@ type Pending = Pin<Box<dyn Future<Output = Option<(String, i32, i64)>> + Send>>;
 
 /// Groups events by partition (of their partition key) and encodes each group as batch
 /// messages for `topic`, which has `partitions` partitions.
-pub fn encode_by_partition(
-    events: &[ActivityEvent],
+pub fn encode_by_partition<'a>(
+    events: impl IntoIterator<Item = &'a ActivityEvent>,
     topic: &str,
     partitions: i32,
 ) -> Vec<Outgoing> {
     let mut groups: BTreeMap<i32, Vec<&ActivityEvent>> = BTreeMap::new();
     for e in events {
-        let p = schemas::topics::partition_for(&schemas::topics::partition_key(e), partitions);
+        let p = schemas::topics::partition_of(e, partitions);
         groups.entry(p).or_default().push(e);
     }
     let mut out = Vec::with_capacity(groups.len());

@@ -5,9 +5,9 @@
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::http::AppState;
-use schemas::grpc::{activity_type, proto, to_proto};
 use crate::query::{self, EntriesRequest, Selection};
 use futures::{Stream, StreamExt};
+use schemas::grpc::{activity_type, proto, to_proto};
 use schemas::{ActivityType, TraceRecord};
 use std::pin::Pin;
 use tonic::{Request, Response, Status};

@@ -12,6 +12,7 @@ pub mod filter;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod id;
+pub mod json;
 pub mod json_schema;
 pub mod matching;
 pub mod time;

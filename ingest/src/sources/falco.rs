@@ -13,8 +13,8 @@ use super::{Outcome, basename};
 use crate::error::IngestError;
 use schemas::time::parse_rfc3339_ns;
 use schemas::{ActivityEvent, ActivityType, Source};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::fmt;
@@ -483,7 +483,7 @@ fn time_of(f: &Fields, top: &Alert) -> Result<i64, String> {
 mod tests {
     use super::*;
 
-    fn alert_json(fields: Value) -> String {
+    fn alert_json(fields: serde_json::Value) -> String {
         serde_json::json!({
             "time": "2024-05-07T18:54:19.341081180Z", "rule": "Activity Audit: command",
             "priority": "Notice", "source": "syscall", "hostname": "node-1",

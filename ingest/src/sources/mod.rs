@@ -94,20 +94,6 @@ pub(crate) fn int_of(v: Option<&Value>) -> Option<i64> {
     }
 }
 
-/// A boolean field that may arrive as `true`, `"true"` or `1`.
-pub(crate) fn bool_of(v: Option<&Value>) -> Option<bool> {
-    match v? {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) => match s.as_str() {
-            "true" | "1" => Some(true),
-            "false" | "0" => Some(false),
-            _ => None,
-        },
-        Value::Number(n) => n.as_i64().map(|n| n != 0),
-        _ => None,
-    }
-}
-
 /// The last path component of a binary (`/usr/bin/curl` -> `curl`).
 pub(crate) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)

@@ -1,0 +1,36 @@
+//! Allocator tuning shared by every service. All of them use mimalloc as the global
+//! allocator; by default it returns freed memory to the OS shortly after it is freed. The
+//! stages allocate and free message-sized buffers (request bodies, ~1 MB batches) many times a
+//! second, so the kernel zeroed fresh pages for nearly every message: the ingest benchmark
+//! counted 70 k page faults in 20 s and `clear_page` as the largest single cost in a profile.
+//! Keeping freed memory for reuse cut the faults 3.4x. The memory a service holds is then its
+//! peak working set, which its limits are sized for anyway.
+
+/// Keeps freed memory for reuse (mimalloc `purge_delay = -1`), unless the operator chose
+/// otherwise with `MIMALLOC_PURGE_DELAY`. Call once, first thing in `main`.
+pub fn tune() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    // mimalloc v3's option index of `purge_delay` (`mi_option_t` in mimalloc.h; the sys
+    // crate does not name it).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: `mi_option_set` only stores an integer in mimalloc's option table; it is
+    // thread-safe and valid at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn purge_delay_is_the_option_we_set() {
+        super::tune();
+        // SAFETY: reading an option is always valid.
+        #[allow(unsafe_code)]
+        let v = unsafe { libmimalloc_sys::mi_option_get(15) };
+        assert_eq!(v, -1);
+    }
+}

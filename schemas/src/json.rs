@@ -1,0 +1,210 @@
+//! The topic encoding of an [`ActivityEvent`]: exactly the JSON serde derives for it (same
+//! keys, order and omitted defaults), written directly. Every stage encodes every event, and
+//! the generic serializer spent most of its time re-escaping the constant keys and checking
+//! each of the ~60 fields through `Serialize` calls; here keys are pre-quoted literals and
+//! only values are escaped. `batch::tests::encoding_is_serde_json` checks the output is
+//! serde_json's, byte for byte, over randomised events with every field set.
+
+use crate::ActivityEvent;
+
+/// Bytes that JSON strings must escape: `"`, `\` and the control characters.
+static ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Whether `bytes` has anything to escape; branch-free over 16-byte chunks so it vectorises
+/// (most values have nothing to escape).
+fn needs_escape(bytes: &[u8]) -> bool {
+    let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
+    let mut chunks = bytes.chunks_exact(16);
+    for c in &mut chunks {
+        if c.iter().fold(false, |m, &b| m | special(b)) {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| special(b))
+}
+
+/// Appends `s` as a JSON string, escaped as serde_json does.
+fn string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !ESCAPE[b as usize] {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+fn strings(out: &mut Vec<u8>, v: &[String]) {
+    out.push(b'[');
+    for (i, s) in v.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        string(out, s);
+    }
+    out.push(b']');
+}
+
+/// Appends the JSON object of `e` (no newline).
+pub fn write_event(out: &mut Vec<u8>, e: &ActivityEvent) {
+    // `"key":` with the separator before it; the first field (`type`) is always present.
+    macro_rules! key {
+        ($k:literal) => {
+            out.extend_from_slice(concat!(",\"", $k, "\":").as_bytes())
+        };
+    }
+    macro_rules! s {
+        ($k:literal, $v:expr) => {
+            if !$v.is_empty() {
+                key!($k);
+                string(out, &$v);
+            }
+        };
+    }
+    macro_rules! n {
+        ($k:literal, $v:expr) => {
+            if $v != 0 {
+                key!($k);
+                int(out, $v);
+            }
+        };
+    }
+    macro_rules! opt {
+        ($k:literal, $v:expr) => {
+            if let Some(v) = $v {
+                key!($k);
+                int(out, v);
+            }
+        };
+    }
+    macro_rules! list {
+        ($k:literal, $v:expr) => {
+            if !$v.is_empty() {
+                key!($k);
+                strings(out, &$v);
+            }
+        };
+    }
+    out.push(b'{');
+    if !e.id.is_empty() {
+        out.extend_from_slice(b"\"id\":");
+        string(out, &e.id);
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"type\":\"");
+    out.extend_from_slice(e.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"source\":\"");
+    out.extend_from_slice(e.source.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"timestamp\":");
+    int(out, e.timestamp);
+    n!("receivedTimestamp", e.received_timestamp);
+    s!("tenant", e.tenant);
+    s!("traceId", e.trace_id);
+    if e.trace_confidence != 0.0 {
+        key!("traceConfidence");
+        // serde_json's own float format (exponents, non-finite as null); a rare field.
+        serde_json::to_writer(&mut *out, &e.trace_confidence).expect("writing to a Vec");
+    }
+    s!("traceLink", e.trace_link);
+    list!("traceCandidates", e.trace_candidates);
+    n!("revision", e.revision);
+    s!("hostname", e.hostname);
+    s!("host.mac", e.host_mac);
+    s!("containerId", e.container_id);
+    s!("container.name", e.container_name);
+    s!("container.image", e.container_image);
+    s!("kubernetes.cluster.name", e.cluster);
+    s!("kubernetes.namespace.name", e.namespace);
+    s!("kubernetes.workload.kind", e.workload_kind);
+    s!("kubernetes.workload.name", e.workload_name);
+    s!("kubernetes.pod.name", e.pod);
+    s!("kubernetes.node.name", e.node);
+    s!("enrichment", e.enrichment);
+    s!("comm", e.comm);
+    s!("cmdline", e.cmdline);
+    s!("exe", e.exe);
+    s!("cwd", e.cwd);
+    n!("pid", e.pid);
+    n!("ppid", e.ppid);
+    s!("pcomm", e.pcomm);
+    opt!("uid", e.uid);
+    s!("username", e.username);
+    opt!("userLoginUid", e.user_login_uid);
+    s!("userLoginName", e.user_login_name);
+    opt!("tty", e.tty);
+    opt!("loginShellId", e.login_shell_id);
+    opt!("loginShellDistance", e.login_shell_distance);
+    n!("processStartTime", e.process_start_time);
+    s!("execId", e.exec_id);
+    s!("parentExecId", e.parent_exec_id);
+    if let Some(b) = e.in_init_tree {
+        key!("inInitTree");
+        out.extend_from_slice(if b { b"true" } else { b"false" });
+    }
+    s!("direction", e.direction);
+    s!("l4protocol", e.l4protocol);
+    s!("clientIp", e.client_ip);
+    n!("clientPort", e.client_port);
+    s!("serverIp", e.server_ip);
+    n!("serverPort", e.server_port);
+    s!("filename", e.filename);
+    s!("directory", e.directory);
+    s!("permissions", e.permissions);
+    s!("verb", e.verb);
+    s!("resource", e.resource);
+    s!("subResource", e.sub_resource);
+    s!("command", e.command);
+    s!("container", e.container);
+    if e.stdin {
+        key!("stdin");
+        out.extend_from_slice(b"true");
+    }
+    s!("user.username", e.user_name);
+    list!("user.groups", e.user_groups);
+    s!("userAgent", e.user_agent);
+    list!("sourceAddresses", e.source_addresses);
+    s!("auditId", e.audit_id);
+    n!("responseCode", e.response_code);
+    n!("stages.started", e.stages_started);
+    n!("stages.completed", e.stages_completed);
+    out.push(b'}');
+}
