@@ -3,9 +3,6 @@
 //! (installed by `deploy/local/install.sh`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os("CARGO_FEATURE_GRPC").is_none() {
-        return Ok(());
-    }
     #[cfg(feature = "grpc")]
     {
         let proto = "proto/activity_audit.proto";

@@ -19,7 +19,7 @@ use crate::native::check_client_id;
 use crate::sources::Outcome;
 use prost::Message;
 use schemas::Source;
-use schemas::grpc::{from_proto, proto};
+use schemas::grpc::{authorization, from_proto, proto};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
@@ -85,11 +85,9 @@ impl proto::ingest_server::Ingest for IngestService {
         req: Request<proto::SendRequest>,
     ) -> Result<Response<proto::SendResponse>, Status> {
         let st = &self.state;
-        let header = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let who = st.authenticate(header).map_err(|e| status(e.into()))?;
+        let who = st
+            .authenticate(authorization(&req))
+            .map_err(|e| status(e.into()))?;
         let body = req.into_inner();
         if body.events.is_empty() {
             return Err(status(IngestError::Empty.into()));

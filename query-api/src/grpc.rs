@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::query::{self, EntriesRequest, Selection};
 use futures::{Stream, StreamExt};
-use schemas::grpc::{activity_type, proto, to_proto};
+use schemas::grpc::{activity_type, authorization, proto, to_proto};
 use schemas::{ActivityType, TraceRecord};
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
@@ -18,11 +18,7 @@ pub struct QueryService {
 
 impl QueryService {
     fn principal<T>(&self, req: &Request<T>) -> Result<Principal, ApiError> {
-        let h = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        self.state.auth.authenticate(h)
+        self.state.auth.authenticate(authorization(req))
     }
 }
 

@@ -24,7 +24,7 @@ pub fn activity_type(t: ActivityType) -> proto::ActivityType {
 
 /// The data source of a protobuf enum value; `UNSPECIFIED` is the model's default, as a
 /// missing `type` is in JSON. `None` for a number the schema does not define.
-pub fn activity_type_from(n: i32) -> Option<ActivityType> {
+fn activity_type_from(n: i32) -> Option<ActivityType> {
     Some(match proto::ActivityType::try_from(n).ok()? {
         proto::ActivityType::Unspecified => ActivityType::default(),
         proto::ActivityType::Command => ActivityType::Command,
@@ -32,6 +32,13 @@ pub fn activity_type_from(n: i32) -> Option<ActivityType> {
         proto::ActivityType::Fileaccess => ActivityType::Fileaccess,
         proto::ActivityType::Kubernetes => ActivityType::Kubernetes,
     })
+}
+
+/// The `authorization` metadata of a gRPC request (`Bearer <token>`), as the services read it.
+pub fn authorization<T>(req: &tonic::Request<T>) -> Option<&str> {
+    req.metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
 }
 
 fn source(s: Source) -> proto::Source {

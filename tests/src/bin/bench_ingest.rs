@@ -178,22 +178,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let n = load(
-            &format!("{}/v1/events", ingest.url()),
-            &world.token,
-            native.clone(),
-            args.concurrency,
-            &pid,
-        )
-        .await;
-        let f = load(
-            &format!("{}/v1/falco", ingest.url()),
-            &world.token,
-            falco.clone(),
-            args.concurrency,
-            &pid,
-        )
-        .await;
+        let mut runs = Vec::new();
+        for (path, bodies) in [("events", &native), ("falco", &falco)] {
+            let url = format!("{}/v1/{path}", ingest.url());
+            runs.push(load(&url, &world.token, bodies.clone(), args.concurrency, &pid).await);
+        }
+        let (f, n) = (runs.pop().unwrap(), runs.pop().unwrap());
         let (cpu0, t0) = (cpu_time("self"), Instant::now());
         let mut inflight = Vec::new();
         for r in &records {
