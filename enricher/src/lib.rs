@@ -6,7 +6,8 @@
 //! per cluster, [`meta`]); API values win over what the agent reported. An event about a pod
 //! or container the API does not know yet (a process exec'd in a container's first moments)
 //! waits a bounded time for the watchers, without holding back later messages, then goes on
-//! with what the agent provided, flagged `enrichment = "partial"`. Enriched events are
+//! with what the agent provided, flagged `enrichment = "partial"`. Pod and namespace labels
+//! (`key=value`, without per-replica ones such as `pod-template-hash`) are copied too. Enriched events are
 //! re-keyed by pod, so a pod's audit and agent events reach the same correlator partition.
 
 pub mod meta;
@@ -38,6 +39,9 @@ pub struct EnricherConfig {
     pub wait_ms: u64,
     /// How long deleted objects are kept for late events, ms.
     pub deleted_grace_ms: u64,
+    /// Pod and namespace label keys not copied onto events: the ones that differ between
+    /// replicas of one workload (hashes, uids, indexes) by default.
+    pub drop_labels: Vec<String>,
     pub ops: OpsConfig,
 }
 
@@ -52,6 +56,10 @@ impl Default for EnricherConfig {
             clusters: Vec::new(),
             wait_ms: 2_000,
             deleted_grace_ms: 300_000,
+            drop_labels: meta::DEFAULT_DROPPED_LABELS
+                .iter()
+                .map(|k| k.to_string())
+                .collect(),
             ops: s.ops,
         }
     }
@@ -142,7 +150,11 @@ impl Transform for Enrich {
 }
 
 pub async fn run(cfg: EnricherConfig, ready: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
-    let (stores, tasks) = watch::start(&cfg.clusters, Duration::from_millis(cfg.deleted_grace_ms));
+    let (stores, tasks) = watch::start(
+        &cfg.clusters,
+        Duration::from_millis(cfg.deleted_grace_ms),
+        &cfg.drop_labels,
+    );
     tracing::info!(
         clusters = cfg.clusters.len(),
         "enricher clusters configured"

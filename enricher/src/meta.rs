@@ -1,17 +1,18 @@
 //! What the enricher knows of one cluster, kept compact (only the fields events need, not the
-//! API objects): pods with their containers, owners and node; ReplicaSets and Jobs (to walk
-//! Pod -> ReplicaSet -> Deployment and Pod -> Job -> CronJob); nodes.
+//! API objects): pods with their containers, labels, owner and node; the controllers that own
+//! pods (ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs, CronJobs: only who controls
+//! each, to walk Pod -> ReplicaSet -> Deployment and Pod -> Job -> CronJob); namespaces' labels;
+//! nodes' hostnames.
 //!
-//! Deleted pods stay for a grace period, so late agent events about a pod that just went away
-//! are still enriched. A re-list (watch restart) that no longer contains an object counts as
-//! its deletion.
+//! Deleted objects stay for a grace period, so late agent events about a pod that just went
+//! away are still enriched. A re-list (watch restart) that no longer contains an object counts
+//! as its deletion. Names and labels many pods share are interned, and forgotten with the last
+//! object that used them: memory follows the live objects.
 
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use schemas::ActivityEvent;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,21 +25,19 @@ pub struct Container {
     pub image: String,
 }
 
+/// An object's controlling owner: (kind, name).
+type Owner = Option<(Arc<str>, Arc<str>)>;
+
 /// What events need of a pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodMeta {
     pub namespace: Arc<str>,
     pub name: String,
     pub node: Arc<str>,
-    /// The controlling owner: (kind, name).
-    pub owner: Option<(Arc<str>, String)>,
+    pub owner: Owner,
+    /// `key=value`, sorted, without the per-replica labels the config drops.
+    pub labels: Vec<Arc<str>>,
     pub containers: Vec<Container>,
-}
-
-/// A namespaced object's controlling owner, and when it was deleted (kept for the grace).
-#[derive(Debug, Clone)]
-struct Owned {
-    owner: Option<(Arc<str>, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,26 +46,54 @@ struct Kept<T> {
     deleted: Option<Instant>,
 }
 
+impl<T> Kept<T> {
+    fn live(value: T) -> Self {
+        Kept {
+            value,
+            deleted: None,
+        }
+    }
+}
+
+/// Labels that differ between replicas of one workload (hashes, uids, indexes): they would
+/// only add bytes to every stored event. Configurable (`drop_labels`).
+pub const DEFAULT_DROPPED_LABELS: &[&str] = &[
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+    "batch.kubernetes.io/job-completion-index",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+];
+
 /// One cluster's metadata.
 #[derive(Debug, Default)]
 pub struct ClusterMeta {
     pods: HashMap<(Arc<str>, String), Kept<PodMeta>>,
     /// Container id (full, and its 12-character short form) -> (namespace, pod).
     containers: HashMap<String, (Arc<str>, String)>,
-    replicasets: HashMap<(Arc<str>, String), Kept<Owned>>,
-    jobs: HashMap<(Arc<str>, String), Kept<Owned>>,
+    /// Controllers by (kind, namespace, name) -> their own controlling owner.
+    controllers: HashMap<(Kind, Arc<str>, Arc<str>), Kept<Owner>>,
+    /// Namespace -> its labels.
+    namespaces: HashMap<Arc<str>, Kept<Vec<Arc<str>>>>,
     /// Node name -> hostname.
     nodes: HashMap<String, Kept<String>>,
-    /// Interned namespace, node and kind names (many pods share them).
-    names: HashMap<String, Arc<str>>,
+    /// Interned namespace, node, owner and kind names and labels (many pods share them).
+    names: HashSet<Arc<str>>,
+    /// Label keys not kept.
+    dropped_labels: Arc<HashSet<String>>,
 }
 
-fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<(String, String)> {
+fn controller(refs: Option<&Vec<OwnerReference>>) -> Option<(&str, &str)> {
     let refs = refs?;
     refs.iter()
         .find(|r| r.controller == Some(true))
         .or_else(|| refs.first())
-        .map(|r| (r.kind.clone(), r.name.clone()))
+        .map(|r| (r.kind.as_str(), r.name.as_str()))
 }
 
 /// `containerd://abc…` -> `abc…`.
@@ -78,19 +105,95 @@ fn runtime_id(id: &str) -> &str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Pod,
-    ReplicaSet,
-    Job,
     Node,
+    Namespace,
+    ReplicaSet,
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Job,
+    CronJob,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Pod,
+        Kind::Node,
+        Kind::Namespace,
+        Kind::ReplicaSet,
+        Kind::Deployment,
+        Kind::StatefulSet,
+        Kind::DaemonSet,
+        Kind::Job,
+        Kind::CronJob,
+    ];
+
+    /// The Kubernetes kind name (as in owner references).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Node => "Node",
+            Kind::Namespace => "Namespace",
+            Kind::ReplicaSet => "ReplicaSet",
+            Kind::Deployment => "Deployment",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
+        }
+    }
+
+    fn of(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Controllers are kept as their owner only (watched as metadata).
+    pub fn is_controller(self) -> bool {
+        !matches!(self, Kind::Pod | Kind::Node | Kind::Namespace)
+    }
 }
 
 impl ClusterMeta {
+    /// Metadata that does not keep labels with these keys.
+    pub fn dropping_labels<S: AsRef<str>>(keys: &[S]) -> Self {
+        ClusterMeta {
+            dropped_labels: Arc::new(keys.iter().map(|k| k.as_ref().to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
     fn intern(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.names.get(s) {
             return a.clone();
         }
         let a: Arc<str> = Arc::from(s);
-        self.names.insert(s.to_string(), a.clone());
+        self.names.insert(a.clone());
         a
+    }
+
+    fn labels(&mut self, labels: Option<&BTreeMap<String, String>>) -> Vec<Arc<str>> {
+        let Some(labels) = labels else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(labels.len());
+        let mut kv = String::new();
+        // BTreeMap: already sorted by key.
+        for (k, v) in labels {
+            if self.dropped_labels.contains(k) {
+                continue;
+            }
+            kv.clear();
+            kv.push_str(k);
+            kv.push('=');
+            kv.push_str(v);
+            out.push(self.intern(&kv));
+        }
+        out
+    }
+
+    fn owner(&mut self, meta: &ObjectMeta) -> Owner {
+        let (k, n) = controller(meta.owner_references.as_ref())?;
+        Some((self.intern(k), self.intern(n)))
     }
 
     pub fn pods(&self) -> usize {
@@ -98,7 +201,7 @@ impl ClusterMeta {
     }
 
     /// Estimated heap bytes: every map entry (with the hash table's control bytes and load
-    /// factor) plus the strings and vectors it owns; interned names once.
+    /// factor) plus the strings and vectors it owns; interned names and labels once.
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
         fn table<K, V>(n: usize) -> usize {
@@ -112,7 +215,7 @@ impl ClusterMeta {
                     let v = &p.value;
                     n.capacity()
                         + v.name.capacity()
-                        + v.owner.as_ref().map(|(_, o)| o.capacity()).unwrap_or(0)
+                        + v.labels.capacity() * size_of::<Arc<str>>()
                         + v.containers.capacity() * size_of::<Container>()
                         + v.containers
                             .iter()
@@ -126,28 +229,23 @@ impl ClusterMeta {
                 .iter()
                 .map(|(k, (_, p))| k.capacity() + p.capacity())
                 .sum::<usize>();
-        let owned = |m: &HashMap<(Arc<str>, String), Kept<Owned>>| {
-            table::<(Arc<str>, String), Kept<Owned>>(m.len())
-                + m.iter()
-                    .map(|((_, n), o)| {
-                        n.capacity()
-                            + o.value
-                                .owner
-                                .as_ref()
-                                .map(|(_, x)| x.capacity())
-                                .unwrap_or(0)
-                    })
-                    .sum::<usize>()
-        };
+        let controllers = table::<(Kind, Arc<str>, Arc<str>), Kept<Owner>>(self.controllers.len());
+        let namespaces = table::<Arc<str>, Kept<Vec<Arc<str>>>>(self.namespaces.len())
+            + self
+                .namespaces
+                .values()
+                .map(|l| l.value.capacity() * size_of::<Arc<str>>())
+                .sum::<usize>();
         let nodes = table::<String, Kept<String>>(self.nodes.len())
             + self
                 .nodes
                 .iter()
                 .map(|(k, v)| k.capacity() + v.value.capacity())
                 .sum::<usize>();
-        let names = table::<String, Arc<str>>(self.names.len())
-            + self.names.keys().map(|k| 2 * k.len() + 16).sum::<usize>();
-        pods + containers + owned(&self.replicasets) + owned(&self.jobs) + nodes + names
+        // An `Arc<str>` allocation: two counts and the bytes.
+        let names = table::<Arc<str>, ()>(self.names.len())
+            + self.names.iter().map(|k| k.len() + 16).sum::<usize>();
+        pods + containers + controllers + namespaces + nodes + names
     }
 
     pub fn apply_pod(&mut self, pod: &Pod) {
@@ -157,8 +255,8 @@ impl ClusterMeta {
         let ns = self.intern(ns);
         let spec = pod.spec.as_ref();
         let node = self.intern(spec.and_then(|s| s.node_name.as_deref()).unwrap_or(""));
-        let owner = controller(pod.metadata.owner_references.as_ref());
-        let owner = owner.map(|(k, n)| (self.intern(&k), n));
+        let owner = self.owner(&pod.metadata);
+        let labels = self.labels(pod.metadata.labels.as_ref());
         let mut containers: Vec<Container> = Vec::new();
         if let Some(spec) = spec {
             let specs = spec
@@ -217,46 +315,31 @@ impl ClusterMeta {
         }
         self.pods.insert(
             key,
-            Kept {
-                value: PodMeta {
-                    namespace: ns,
-                    name: name.clone(),
-                    node,
-                    owner,
-                    containers,
-                },
-                deleted: None,
-            },
+            Kept::live(PodMeta {
+                namespace: ns,
+                name: name.clone(),
+                node,
+                owner,
+                labels,
+                containers,
+            }),
         );
     }
 
-    pub fn apply_replicaset(&mut self, rs: &ReplicaSet) {
-        if let (Some(ns), Some(name)) = (&rs.metadata.namespace, &rs.metadata.name) {
-            let ns = self.intern(ns);
-            let owner = controller(rs.metadata.owner_references.as_ref())
-                .map(|(k, n)| (self.intern(&k), n));
-            self.replicasets.insert(
-                (ns, name.clone()),
-                Kept {
-                    value: Owned { owner },
-                    deleted: None,
-                },
-            );
+    /// A ReplicaSet, Deployment, StatefulSet, DaemonSet, Job or CronJob (its metadata).
+    pub fn apply_controller(&mut self, kind: Kind, meta: &ObjectMeta) {
+        if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
+            let key = (kind, self.intern(ns), self.intern(name));
+            let owner = self.owner(meta);
+            self.controllers.insert(key, Kept::live(owner));
         }
     }
 
-    pub fn apply_job(&mut self, job: &Job) {
-        if let (Some(ns), Some(name)) = (&job.metadata.namespace, &job.metadata.name) {
-            let ns = self.intern(ns);
-            let owner = controller(job.metadata.owner_references.as_ref())
-                .map(|(k, n)| (self.intern(&k), n));
-            self.jobs.insert(
-                (ns, name.clone()),
-                Kept {
-                    value: Owned { owner },
-                    deleted: None,
-                },
-            );
+    pub fn apply_namespace(&mut self, meta: &ObjectMeta) {
+        if let Some(name) = &meta.name {
+            let name = self.intern(name);
+            let labels = self.labels(meta.labels.as_ref());
+            self.namespaces.insert(name, Kept::live(labels));
         }
     }
 
@@ -271,120 +354,125 @@ impl ClusterMeta {
             .and_then(|a| a.iter().find(|a| a.type_ == "Hostname"))
             .map(|a| a.address.clone())
             .unwrap_or_else(|| name.clone());
-        self.nodes.insert(
-            name.clone(),
-            Kept {
-                value: hostname,
-                deleted: None,
-            },
-        );
+        self.nodes.insert(name.clone(), Kept::live(hostname));
     }
 
     /// Marks an object deleted (it stays for the grace period).
     pub fn delete(&mut self, kind: Kind, namespace: Option<&str>, name: &str, now: Instant) {
-        let key = |ns: Option<&str>| -> (Arc<str>, String) {
-            (Arc::from(ns.unwrap_or("")), name.to_string())
+        let ns: Arc<str> = Arc::from(namespace.unwrap_or(""));
+        let deleted = match kind {
+            Kind::Pod => self
+                .pods
+                .get_mut(&(ns, name.to_string()))
+                .map(|p| &mut p.deleted),
+            Kind::Node => self.nodes.get_mut(name).map(|p| &mut p.deleted),
+            Kind::Namespace => self.namespaces.get_mut(name).map(|p| &mut p.deleted),
+            _ => self
+                .controllers
+                .get_mut(&(kind, ns, Arc::from(name)))
+                .map(|p| &mut p.deleted),
         };
-        match kind {
-            Kind::Pod => {
-                if let Some(p) = self.pods.get_mut(&key(namespace)) {
-                    p.deleted.get_or_insert(now);
-                }
-            }
-            Kind::ReplicaSet => {
-                if let Some(p) = self.replicasets.get_mut(&key(namespace)) {
-                    p.deleted.get_or_insert(now);
-                }
-            }
-            Kind::Job => {
-                if let Some(p) = self.jobs.get_mut(&key(namespace)) {
-                    p.deleted.get_or_insert(now);
-                }
-            }
-            Kind::Node => {
-                if let Some(p) = self.nodes.get_mut(name) {
-                    p.deleted.get_or_insert(now);
-                }
-            }
+        if let Some(d) = deleted {
+            d.get_or_insert(now);
         }
     }
 
-    /// After a re-list: objects of `kind` not in `listed` were deleted while unwatched.
+    /// After a re-list: objects of `kind` not in `listed` (namespace, name) were deleted while
+    /// unwatched.
     pub fn relisted(&mut self, kind: Kind, listed: &[(String, String)], now: Instant) {
-        let listed: std::collections::HashSet<(&str, &str)> = listed
+        let listed: HashSet<(&str, &str)> = listed
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
         let gone = |ns: &str, n: &str| !listed.contains(&(ns, n));
+        let mark = |d: &mut Option<Instant>| {
+            d.get_or_insert(now);
+        };
         match kind {
-            Kind::Pod => {
-                for ((ns, n), p) in self.pods.iter_mut() {
-                    if gone(ns, n) {
-                        p.deleted.get_or_insert(now);
-                    }
-                }
-            }
-            Kind::ReplicaSet => {
-                for ((ns, n), p) in self.replicasets.iter_mut() {
-                    if gone(ns, n) {
-                        p.deleted.get_or_insert(now);
-                    }
-                }
-            }
-            Kind::Job => {
-                for ((ns, n), p) in self.jobs.iter_mut() {
-                    if gone(ns, n) {
-                        p.deleted.get_or_insert(now);
-                    }
-                }
-            }
-            Kind::Node => {
-                for (n, p) in self.nodes.iter_mut() {
-                    if gone("", n) {
-                        p.deleted.get_or_insert(now);
-                    }
-                }
-            }
+            Kind::Pod => self
+                .pods
+                .iter_mut()
+                .filter(|((ns, n), _)| gone(ns, n))
+                .for_each(|(_, p)| mark(&mut p.deleted)),
+            Kind::Node => self
+                .nodes
+                .iter_mut()
+                .filter(|(n, _)| gone("", n))
+                .for_each(|(_, p)| mark(&mut p.deleted)),
+            Kind::Namespace => self
+                .namespaces
+                .iter_mut()
+                .filter(|(n, _)| gone("", n))
+                .for_each(|(_, p)| mark(&mut p.deleted)),
+            _ => self
+                .controllers
+                .iter_mut()
+                .filter(|((k, ns, n), _)| *k == kind && gone(ns, n))
+                .for_each(|(_, p)| mark(&mut p.deleted)),
         }
     }
 
-    /// Forgets objects deleted more than `grace` ago.
+    /// Forgets objects deleted more than `grace` ago, and the names only they used.
     pub fn sweep(&mut self, now: Instant, grace: Duration) {
         let expired = |d: Option<Instant>| d.is_some_and(|d| now.duration_since(d) > grace);
-        let gone: Vec<(Arc<str>, String)> = self
-            .pods
-            .iter()
-            .filter(|(_, p)| expired(p.deleted))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in &gone {
-            self.pods.remove(k);
-        }
-        if !gone.is_empty() {
+        let before = self.pods.len();
+        self.pods.retain(|_, p| !expired(p.deleted));
+        if self.pods.len() != before {
             let pods = &self.pods;
             self.containers.retain(|_, k| pods.contains_key(k));
         }
-        self.replicasets.retain(|_, p| !expired(p.deleted));
-        self.jobs.retain(|_, p| !expired(p.deleted));
+        self.controllers.retain(|_, p| !expired(p.deleted));
+        self.namespaces.retain(|_, p| !expired(p.deleted));
         self.nodes.retain(|_, p| !expired(p.deleted));
+        self.names.retain(|n| Arc::strong_count(n) > 1);
     }
 
-    /// The workload of a pod: Deployment through its ReplicaSet, CronJob through its Job.
-    fn workload(&self, pod: &PodMeta) -> Option<(String, String)> {
-        let (kind, name) = pod.owner.as_ref()?;
-        let up = |map: &HashMap<(Arc<str>, String), Kept<Owned>>| {
-            map.get(&(pod.namespace.clone(), name.clone()))
-                .and_then(|o| o.value.owner.clone())
+    /// The workload of a pod: up through ReplicaSets and Jobs to the Deployment or CronJob
+    /// (or whatever else) controlling them. A ReplicaSet or Job not listed yet (created just
+    /// before its pod) is resolved by name when its Deployment or CronJob is known:
+    /// `<deployment>-<pod-template-hash>`, `<cronjob>-<scheduled minute>`.
+    fn workload(&self, pod: &PodMeta) -> Option<(Arc<str>, Arc<str>)> {
+        let (mut kind, mut name) = pod.owner.clone()?;
+        for _ in 0..4 {
+            let k = match Kind::of(&kind) {
+                Some(k @ (Kind::ReplicaSet | Kind::Job)) => k,
+                _ => break,
+            };
+            match self
+                .controllers
+                .get(&(k, pod.namespace.clone(), name.clone()))
+            {
+                Some(c) => match &c.value {
+                    Some(up) => (kind, name) = up.clone(),
+                    None => break,
+                },
+                None => {
+                    if let Some(up) = self.parent_by_name(k, &pod.namespace, &name) {
+                        (kind, name) = up;
+                    }
+                    break;
+                }
+            }
+        }
+        Some((kind, name))
+    }
+
+    fn parent_by_name(
+        &self,
+        kind: Kind,
+        ns: &Arc<str>,
+        name: &str,
+    ) -> Option<(Arc<str>, Arc<str>)> {
+        let (prefix, suffix) = name.rsplit_once('-')?;
+        let parent = match kind {
+            Kind::ReplicaSet => Kind::Deployment,
+            Kind::Job if suffix.bytes().all(|b| b.is_ascii_digit()) => Kind::CronJob,
+            _ => return None,
         };
-        let resolved = match &**kind {
-            "ReplicaSet" => up(&self.replicasets),
-            "Job" => up(&self.jobs),
-            _ => None,
-        };
-        Some(match resolved {
-            Some((k, n)) => (k.to_string(), n),
-            None => (kind.to_string(), name.clone()),
-        })
+        let prefix = self.names.get(prefix)?;
+        self.controllers
+            .contains_key(&(parent, ns.clone(), prefix.clone()))
+            .then(|| (Arc::from(parent.name()), prefix.clone()))
     }
 
     fn pod_of(&self, e: &ActivityEvent) -> Option<&PodMeta> {
@@ -431,9 +519,15 @@ impl ClusterMeta {
             }
         }
         if let Some((kind, name)) = self.workload(pod) {
-            e.workload_kind = kind;
-            e.workload_name = name;
+            e.workload_kind = kind.to_string();
+            e.workload_name = name.to_string();
         }
+        e.pod_labels = pod.labels.iter().map(|l| l.to_string()).collect();
+        e.namespace_labels = self
+            .namespaces
+            .get(&*pod.namespace)
+            .map(|n| n.value.iter().map(|l| l.to_string()).collect())
+            .unwrap_or_default();
         let container = if !e.container_id.is_empty() {
             pod.containers
                 .iter()
@@ -461,5 +555,126 @@ impl ClusterMeta {
         }
         e.enrichment = "api".into();
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{Container as Spec, PodSpec};
+
+    fn meta(
+        name: &str,
+        ns: Option<&str>,
+        owner: Option<(&str, &str)>,
+        labels: &[(&str, &str)],
+    ) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: ns.map(Into::into),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            owner_references: owner.map(|(kind, name)| {
+                vec![OwnerReference {
+                    kind: kind.into(),
+                    name: name.into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn pod(name: &str, owner: (&str, &str), labels: &[(&str, &str)]) -> Pod {
+        Pod {
+            metadata: meta(name, Some("shop"), Some(owner), labels),
+            spec: Some(PodSpec {
+                containers: vec![Spec {
+                    name: "app".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn enriched(m: &ClusterMeta, pod: &str) -> ActivityEvent {
+        let mut e = ActivityEvent {
+            namespace: "shop".into(),
+            pod: pod.into(),
+            ..Default::default()
+        };
+        assert!(m.enrich(&mut e));
+        e
+    }
+
+    #[test]
+    fn labels_are_sorted_filtered_and_forgotten_with_their_objects() {
+        let mut m = ClusterMeta::dropping_labels(DEFAULT_DROPPED_LABELS);
+        m.apply_namespace(&meta("shop", None, None, &[("team", "pay")]));
+        m.apply_pod(&pod(
+            "web-1",
+            ("StatefulSet", "web"),
+            &[
+                ("zone", "a"),
+                ("app", "web"),
+                ("controller-revision-hash", "web-5d"),
+            ],
+        ));
+        let e = enriched(&m, "web-1");
+        assert_eq!(e.pod_labels, ["app=web", "zone=a"]);
+        assert_eq!(e.namespace_labels, ["team=pay"]);
+        assert_eq!(
+            (e.workload_kind.as_str(), e.workload_name.as_str()),
+            ("StatefulSet", "web")
+        );
+        let t0 = Instant::now();
+        m.delete(Kind::Pod, Some("shop"), "web-1", t0);
+        m.sweep(t0 + Duration::from_secs(2), Duration::from_secs(1));
+        assert_eq!(m.pods(), 0);
+        assert!(
+            m.names.get("app=web").is_none(),
+            "a label no live object has is dropped"
+        );
+        assert!(
+            m.names.get("shop").is_some(),
+            "the namespace still uses its name"
+        );
+    }
+
+    #[test]
+    fn workloads_resolve_through_controllers_or_by_name() {
+        let mut m = ClusterMeta::default();
+        m.apply_controller(Kind::Deployment, &meta("api", Some("shop"), None, &[]));
+        m.apply_controller(Kind::CronJob, &meta("backup", Some("shop"), None, &[]));
+        m.apply_controller(
+            Kind::ReplicaSet,
+            &meta("web-7d9", Some("shop"), Some(("Deployment", "web")), &[]),
+        );
+        let cases = [
+            (("ReplicaSet", "web-7d9"), ("Deployment", "web")),
+            // Not listed yet: the Deployment and CronJob are known by name.
+            (("ReplicaSet", "api-5c6d7"), ("Deployment", "api")),
+            (("Job", "backup-28861500"), ("CronJob", "backup")),
+            // Neither known: the direct owner.
+            (("ReplicaSet", "other-5c6d7"), ("ReplicaSet", "other-5c6d7")),
+            (("Job", "backup-manual"), ("Job", "backup-manual")),
+        ];
+        for (i, (owner, want)) in cases.into_iter().enumerate() {
+            let name = format!("p{i}");
+            m.apply_pod(&pod(&name, owner, &[]));
+            let e = enriched(&m, &name);
+            assert_eq!(
+                (e.workload_kind.as_str(), e.workload_name.as_str()),
+                want,
+                "{owner:?}"
+            );
+        }
     }
 }

@@ -1,21 +1,23 @@
-//! Kubernetes API watchers: for every configured cluster, list+watch Pods, ReplicaSets, Jobs
-//! and Nodes with `kube`'s watcher (re-list on restarts, backoff on errors) into that
-//! cluster's [`Store`]. A cluster that is unreachable keeps retrying and never holds up the
-//! others; each store says whether its initial lists completed.
+//! Kubernetes API watchers: for every configured cluster, list+watch Pods and Nodes, and the
+//! metadata only (`PartialObjectMetadata`: owner and labels, not specs) of Namespaces,
+//! ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs and CronJobs, with `kube`'s
+//! watcher (re-list on restarts, backoff on errors) into that cluster's [`Store`]. A cluster
+//! that is unreachable keeps retrying and never holds up the others; each store says whether
+//! its initial lists completed.
 
 use crate::meta::{ClusterMeta, Kind};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::Api;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -43,33 +45,52 @@ pub struct Store {
     /// Woken on every change (events waiting for metadata re-check).
     pub changed: Notify,
     /// Bit per kind whose initial list completed.
-    synced: AtomicU8,
+    synced: AtomicU16,
 }
 
-const ALL_SYNCED: u8 = 0b1111;
-
-fn bit(kind: Kind) -> u8 {
-    match kind {
-        Kind::Pod => 1,
-        Kind::ReplicaSet => 2,
-        Kind::Job => 4,
-        Kind::Node => 8,
-    }
+fn bit(kind: Kind) -> u16 {
+    1 << kind as u16
 }
 
 impl Store {
+    pub fn new(meta: ClusterMeta) -> Self {
+        Store {
+            meta: RwLock::new(meta),
+            ..Default::default()
+        }
+    }
     /// Whether every watcher listed its objects at least once.
     pub fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire) == ALL_SYNCED
+        let all = Kind::ALL.into_iter().fold(0, |b, k| b | bit(k));
+        self.synced.load(Ordering::Acquire) == all
     }
     /// Whether pods were listed at least once (enough to enrich).
     pub fn pods_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire) & 1 == 1
+        self.synced.load(Ordering::Acquire) & bit(Kind::Pod) != 0
     }
 }
 
 /// The stores of all configured clusters, by (tenant, cluster).
 pub type Stores = Arc<HashMap<(String, String), Arc<Store>>>;
+
+/// The (API group, resource) pairs the watchers list and watch: what the enricher's RBAC
+/// role must allow.
+pub fn watched_resources() -> Vec<(&'static str, &'static str)> {
+    fn r<K: k8s_openapi::Resource>() -> (&'static str, &'static str) {
+        (K::GROUP, K::URL_PATH_SEGMENT)
+    }
+    vec![
+        r::<Pod>(),
+        r::<Node>(),
+        r::<Namespace>(),
+        r::<ReplicaSet>(),
+        r::<Deployment>(),
+        r::<StatefulSet>(),
+        r::<DaemonSet>(),
+        r::<Job>(),
+        r::<CronJob>(),
+    ]
+}
 
 /// Builds a client for a cluster from its kubeconfig (or in-cluster credentials).
 pub async fn client(c: &ClusterConfig) -> anyhow::Result<Client> {
@@ -92,11 +113,12 @@ pub async fn client(c: &ClusterConfig) -> anyhow::Result<Client> {
 pub fn start(
     clusters: &[ClusterConfig],
     grace: Duration,
+    dropped_labels: &[String],
 ) -> (Stores, Vec<tokio::task::JoinHandle<()>>) {
     let mut stores = HashMap::new();
     let mut tasks = Vec::new();
     for c in clusters {
-        let store = Arc::new(Store::default());
+        let store = Arc::new(Store::new(ClusterMeta::dropping_labels(dropped_labels)));
         stores.insert((c.tenant.clone(), c.name.clone()), store.clone());
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
@@ -113,15 +135,40 @@ pub fn start(
             };
             tracing::info!(cluster = %c.name, tenant = %c.tenant, "watching the kubernetes API");
             let name = c.name.clone();
+            let name = name.as_str();
+            let c = &client;
+            let s = &store;
             tokio::join!(
-                watch(&name, Api::<Pod>::all(client.clone()), Kind::Pod, store.clone(), grace, |m, p| m.apply_pod(p)),
-                watch(&name, Api::<ReplicaSet>::all(client.clone()), Kind::ReplicaSet, store.clone(), grace, |m, o| m.apply_replicaset(o)),
-                watch(&name, Api::<Job>::all(client.clone()), Kind::Job, store.clone(), grace, |m, o| m.apply_job(o)),
-                watch(&name, Api::<Node>::all(client), Kind::Node, store, grace, |m, o| m.apply_node(o)),
+                watch(name, Api::<Pod>::all(c.clone()), Kind::Pod, s, grace, |m, p| m.apply_pod(p)),
+                watch(name, Api::<Node>::all(c.clone()), Kind::Node, s, grace, |m, n| m.apply_node(n)),
+                watch(name, Api::<PartialObjectMeta<Namespace>>::all(c.clone()), Kind::Namespace, s, grace, |m, o| m.apply_namespace(&o.metadata)),
+                controllers::<ReplicaSet>(name, c, Kind::ReplicaSet, s, grace),
+                controllers::<Deployment>(name, c, Kind::Deployment, s, grace),
+                controllers::<StatefulSet>(name, c, Kind::StatefulSet, s, grace),
+                controllers::<DaemonSet>(name, c, Kind::DaemonSet, s, grace),
+                controllers::<Job>(name, c, Kind::Job, s, grace),
+                controllers::<CronJob>(name, c, Kind::CronJob, s, grace),
             );
         }));
     }
     (Arc::new(stores), tasks)
+}
+
+/// Watches the metadata of one kind of controller.
+async fn controllers<K>(cluster: &str, client: &Client, kind: Kind, store: &Store, grace: Duration)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let api = Api::<PartialObjectMeta<K>>::all(client.clone());
+    watch(cluster, api, kind, store, grace, |m, o| {
+        m.apply_controller(kind, &o.metadata)
+    })
+    .await;
 }
 
 /// Runs one kind's watcher into the store, forever.
@@ -129,14 +176,14 @@ async fn watch<K>(
     cluster: &str,
     api: Api<K>,
     kind: Kind,
-    store: Arc<Store>,
+    store: &Store,
     grace: Duration,
     apply: impl Fn(&mut ClusterMeta, &K),
 ) where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
 {
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    consume(cluster, stream, kind, &store, grace, apply).await;
+    consume(cluster, stream, kind, store, grace, apply).await;
 }
 
 /// Applies a watcher's events to the store (separate from the client for tests).

@@ -271,6 +271,11 @@ struct Custom<'a> {
     trace: Option<Trace<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     workload: Option<Workload<'a>>,
+    /// The pod's and its namespace's labels, `key=value`.
+    #[serde(skip_serializing_if = "no_strings")]
+    pod_labels: &'a [String],
+    #[serde(skip_serializing_if = "no_strings")]
+    namespace_labels: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     tty: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -504,6 +509,8 @@ pub fn write(e: &ActivityEvent, cloud: &crate::Cloud, out: &mut Vec<u8>) {
                 kind: &e.workload_kind,
                 name: &e.workload_name,
             }),
+            pod_labels: &e.pod_labels,
+            namespace_labels: &e.namespace_labels,
             tty: e.tty,
             login_shell: (e.login_shell_id.is_some() || e.login_shell_distance.is_some())
                 .then_some(LoginShell {

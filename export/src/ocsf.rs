@@ -262,6 +262,13 @@ struct Unmapped<'a> {
     workload_name: &'a str,
     #[serde(rename = "kubernetes.node.name", skip_serializing_if = "empty")]
     node: &'a str,
+    #[serde(rename = "kubernetes.pod.labels", skip_serializing_if = "no_strings")]
+    pod_labels: &'a [String],
+    #[serde(
+        rename = "kubernetes.namespace.labels",
+        skip_serializing_if = "no_strings"
+    )]
+    namespace_labels: &'a [String],
     #[serde(rename = "traceConfidence", skip_serializing_if = "Option::is_none")]
     trace_confidence: Option<f32>,
     #[serde(rename = "traceLink", skip_serializing_if = "empty")]
@@ -509,6 +516,8 @@ pub fn write(e: &ActivityEvent, cloud: &Cloud, out: &mut Vec<u8>) {
             workload_kind: &e.workload_kind,
             workload_name: &e.workload_name,
             node: &e.node,
+            pod_labels: &e.pod_labels,
+            namespace_labels: &e.namespace_labels,
             trace_confidence: (e.trace_confidence != 0.0).then_some(e.trace_confidence),
             trace_link: &e.trace_link,
             trace_candidates: &e.trace_candidates,

@@ -12,7 +12,7 @@ const GROUPS = [
   ['Command', ['comm', 'cmdline', 'exe', 'cwd', 'pid', 'ppid', 'pcomm', 'uid', 'username', 'userLoginUid', 'userLoginName', 'tty', 'loginShellId', 'loginShellDistance']],
   ['Connection', ['direction', 'l4protocol', 'clientIp', 'clientPort', 'serverIp', 'serverPort']],
   ['File', ['filename', 'directory', 'permissions']],
-  ['Scope', ['kubernetes.cluster.name', 'kubernetes.namespace.name', 'kubernetes.workload.kind', 'kubernetes.workload.name', 'kubernetes.pod.name', 'container.name', 'containerId', 'container.image']],
+  ['Scope', ['kubernetes.cluster.name', 'kubernetes.namespace.name', 'kubernetes.workload.kind', 'kubernetes.workload.name', 'kubernetes.pod.name', 'kubernetes.pod.labels', 'kubernetes.namespace.labels', 'container.name', 'containerId', 'container.image']],
   ['Host', ['hostname', 'host.mac', 'kubernetes.node.name']],
   ['Trace', ['traceId', 'traceConfidence', 'traceLink', 'traceCandidates']],
 ];

@@ -176,7 +176,7 @@ mod tests {
             ints: timestamp, received_timestamp, pid, ppid, process_start_time, client_port,
                 server_port, response_code, stages_started, stages_completed;
             opts: uid, user_login_uid, tty, login_shell_id, login_shell_distance;
-            lists: trace_candidates, user_groups, source_addresses
+            lists: trace_candidates, user_groups, source_addresses, pod_labels, namespace_labels
         )
     }
 

@@ -216,6 +216,18 @@ pub struct ActivityEvent {
         skip_serializing_if = "String::is_empty"
     )]
     pub node: String,
+    /// The pod's labels, `key=value`, sorted (from the Kubernetes API, via the enricher).
+    #[serde(
+        rename = "kubernetes.pod.labels",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub pod_labels: Vec<String>,
+    /// The pod's namespace's labels, `key=value`, sorted.
+    #[serde(
+        rename = "kubernetes.namespace.labels",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub namespace_labels: Vec<String>,
     /// Where the asset fields come from: `api` (the Kubernetes API, via the enricher) or
     /// `partial` (the API did not know the container or pod in time: only what the agent
     /// itself reported). Empty outside Kubernetes or without a configured cluster.

@@ -274,6 +274,12 @@ pub const ATTRIBUTES: &[Attribute] = &[
     attr("kubernetes.cluster.name", T::String, ALL, "cluster"),
     attr("kubernetes.namespace.name", T::String, ALL, "namespace"),
     attr(
+        "kubernetes.namespace.labels",
+        T::StringList,
+        ALL,
+        "the namespace's labels, key=value",
+    ),
+    attr(
         "kubernetes.workload.kind",
         T::String,
         ALL,
@@ -287,6 +293,12 @@ pub const ATTRIBUTES: &[Attribute] = &[
         "workload name when the workload is a Deployment",
     ),
     attr("kubernetes.pod.name", T::String, ALL, "pod"),
+    attr(
+        "kubernetes.pod.labels",
+        T::StringList,
+        ALL,
+        "the pod's labels, key=value",
+    ),
     attr("kubernetes.node.name", T::String, ALL, "node"),
     attr("comm", T::String, PROC, "process name"),
     attr("cmdline", T::String, PROC, "command line"),

@@ -151,6 +151,8 @@ same_fields!(
     trace_candidates,
     revision,
     enrichment,
+    pod_labels,
+    namespace_labels,
 );
 
 #[cfg(test)]

@@ -158,6 +158,8 @@ pub fn write_event(out: &mut Vec<u8>, e: &ActivityEvent) {
     s!("kubernetes.workload.name", e.workload_name);
     s!("kubernetes.pod.name", e.pod);
     s!("kubernetes.node.name", e.node);
+    list!("kubernetes.pod.labels", e.pod_labels);
+    list!("kubernetes.namespace.labels", e.namespace_labels);
     s!("enrichment", e.enrichment);
     s!("comm", e.comm);
     s!("cmdline", e.cmdline);

@@ -95,6 +95,8 @@ fn field<'a>(e: &'a ActivityEvent, name: &str) -> Option<Field<'a>> {
         "stdin" => Bool(e.stdin),
         "user.username" => Str(&e.user_name),
         "user.groups" => List(&e.user_groups),
+        "kubernetes.pod.labels" => List(&e.pod_labels),
+        "kubernetes.namespace.labels" => List(&e.namespace_labels),
         "userAgent" => Str(&e.user_agent),
         "sourceAddresses" => List(&e.source_addresses),
         "auditId" => Str(&e.audit_id),

@@ -130,6 +130,18 @@ pub const COLUMNS: &[Column] = &[
     ),
     col("revision", "UInt64", "revision", Number),
     col("enrichment", "LC", "enrichment", Text),
+    col(
+        "pod_labels",
+        "Array(String)",
+        "kubernetes.pod.labels",
+        TextList,
+    ),
+    col(
+        "namespace_labels",
+        "Array(String)",
+        "kubernetes.namespace.labels",
+        TextList,
+    ),
 ];
 
 /// Column names in insert order.
@@ -217,6 +229,8 @@ mod tests {
             trace_candidates: vec!["t".into()],
             revision: 1,
             enrichment: "api".into(),
+            pod_labels: vec!["app=web".into()],
+            namespace_labels: vec!["team=a".into()],
             ..Default::default()
         };
         let v = serde_json::to_value(&e).unwrap();

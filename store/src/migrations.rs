@@ -232,6 +232,14 @@ pub fn all(f: Features, l: &Layout) -> Vec<Migration> {
             name: "events by id",
             steps: l.table("events_by_id", events_by_id(l), EVENTS_SHARDING),
         },
+        Migration {
+            version: 6,
+            name: "events labels",
+            steps: vec![
+                Step::AddEventsColumn("pod_labels"),
+                Step::AddEventsColumn("namespace_labels"),
+            ],
+        },
     ]
 }
 

@@ -132,6 +132,10 @@ pub struct EventView<'a> {
     pub revision: u64,
     #[serde(borrow)]
     pub enrichment: Cow<'a, str>,
+    #[serde(rename = "kubernetes.pod.labels", borrow)]
+    pub pod_labels: Vec<Cow<'a, str>>,
+    #[serde(rename = "kubernetes.namespace.labels", borrow)]
+    pub namespace_labels: Vec<Cow<'a, str>>,
 }
 
 impl<'a> From<&'a ActivityEvent> for EventView<'a> {
@@ -189,32 +193,26 @@ impl<'a> From<&'a ActivityEvent> for EventView<'a> {
             container: Cow::Borrowed(&e.container),
             stdin: e.stdin,
             user_name: Cow::Borrowed(&e.user_name),
-            user_groups: e
-                .user_groups
-                .iter()
-                .map(|s| Cow::Borrowed(s.as_str()))
-                .collect(),
+            user_groups: borrowed(&e.user_groups),
             user_agent: Cow::Borrowed(&e.user_agent),
-            source_addresses: e
-                .source_addresses
-                .iter()
-                .map(|s| Cow::Borrowed(s.as_str()))
-                .collect(),
+            source_addresses: borrowed(&e.source_addresses),
             audit_id: Cow::Borrowed(&e.audit_id),
             response_code: e.response_code,
             stages_started: e.stages_started,
             stages_completed: e.stages_completed,
             trace_confidence: e.trace_confidence,
             trace_link: Cow::Borrowed(&e.trace_link),
-            trace_candidates: e
-                .trace_candidates
-                .iter()
-                .map(|s| Cow::Borrowed(s.as_str()))
-                .collect(),
+            trace_candidates: borrowed(&e.trace_candidates),
             revision: e.revision,
             enrichment: Cow::Borrowed(&e.enrichment),
+            pod_labels: borrowed(&e.pod_labels),
+            namespace_labels: borrowed(&e.namespace_labels),
         }
     }
+}
+
+fn borrowed(v: &[String]) -> Vec<Cow<'_, str>> {
+    v.iter().map(|s| Cow::Borrowed(s.as_str())).collect()
 }
 
 fn varint(buf: &mut Vec<u8>, mut n: u64) {
@@ -345,6 +343,8 @@ pub fn write_view(buf: &mut Vec<u8>, e: &EventView<'_>) {
     strings(buf, &e.trace_candidates);
     buf.extend_from_slice(&e.revision.to_le_bytes());
     string(buf, &e.enrichment);
+    strings(buf, &e.pod_labels);
+    strings(buf, &e.namespace_labels);
 }
 
 /// Appends an owned event as one row (through its borrowed view: one encoder).

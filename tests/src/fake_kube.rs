@@ -1,6 +1,8 @@
-//! An in-process HTTP server speaking the Kubernetes API (list and watch of Pods,
-//! ReplicaSets, Jobs and Nodes), for tests of the enricher's real watcher code, and helpers
-//! to build the objects and a kubeconfig pointing at it.
+//! An in-process HTTP server speaking the Kubernetes API (list and watch of Pods, Nodes,
+//! Namespaces, ReplicaSets, Deployments, StatefulSets, DaemonSets, Jobs and CronJobs; as
+//! `PartialObjectMetadata` when the client asks for metadata only, as the API server does),
+//! for tests of the enricher's real watcher code, and helpers to build the objects and a
+//! kubeconfig pointing at it.
 
 use axum::Router;
 use axum::body::Body;
@@ -16,8 +18,8 @@ use tokio::sync::mpsc;
 struct Collection {
     items: Vec<Value>,
     rv: u64,
-    /// Senders of the open watch streams.
-    watchers: Vec<mpsc::UnboundedSender<String>>,
+    /// Senders of the open watch streams, and whether each asked for metadata only.
+    watchers: Vec<(mpsc::UnboundedSender<String>, bool)>,
 }
 
 #[derive(Clone, Default)]
@@ -25,12 +27,23 @@ pub struct Fake {
     collections: Arc<Mutex<HashMap<&'static str, Collection>>>,
 }
 
-const PATHS: [(&str, &str, &str); 4] = [
+const PATHS: [(&str, &str, &str); 9] = [
     ("/api/v1/pods", "v1", "Pod"),
-    ("/apis/apps/v1/replicasets", "apps/v1", "ReplicaSet"),
-    ("/apis/batch/v1/jobs", "batch/v1", "Job"),
     ("/api/v1/nodes", "v1", "Node"),
+    ("/api/v1/namespaces", "v1", "Namespace"),
+    ("/apis/apps/v1/replicasets", "apps/v1", "ReplicaSet"),
+    ("/apis/apps/v1/deployments", "apps/v1", "Deployment"),
+    ("/apis/apps/v1/statefulsets", "apps/v1", "StatefulSet"),
+    ("/apis/apps/v1/daemonsets", "apps/v1", "DaemonSet"),
+    ("/apis/batch/v1/jobs", "batch/v1", "Job"),
+    ("/apis/batch/v1/cronjobs", "batch/v1", "CronJob"),
 ];
+
+/// What a metadata-only client receives of an object.
+fn metadata_only(object: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+        "metadata": object["metadata"]})
+}
 
 impl Fake {
     pub fn set(&self, path: &'static str, items: Vec<Value>) {
@@ -54,8 +67,16 @@ impl Fake {
                 col.items.push(object.clone());
             }
         }
-        let line = json!({"type": kind, "object": object}).to_string() + "\n";
-        col.watchers.retain(|w| w.send(line.clone()).is_ok());
+        let full = json!({"type": kind, "object": object}).to_string() + "\n";
+        let meta = json!({"type": kind, "object": metadata_only(&object)}).to_string() + "\n";
+        col.watchers.retain(|(w, meta_only)| {
+            w.send(if *meta_only {
+                meta.clone()
+            } else {
+                full.clone()
+            })
+            .is_ok()
+        });
     }
     /// Ends every open watch of `path` (the client must re-watch).
     pub fn close_watches(&self, path: &'static str) {
@@ -75,7 +96,7 @@ impl Fake {
             "message": "too old resource version", "reason": "Expired", "code": 410}})
         .to_string()
             + "\n";
-        for w in col.watchers.drain(..) {
+        for (w, _) in col.watchers.drain(..) {
             let _ = w.send(gone.clone());
         }
     }
@@ -95,9 +116,16 @@ impl Fake {
             app = app.route(
                 path,
                 get(
-                    move |State(f): State<Fake>, Query(q): Query<HashMap<String, String>>| {
+                    move |State(f): State<Fake>,
+                          headers: axum::http::HeaderMap,
+                          Query(q): Query<HashMap<String, String>>| {
                         let (api, kind) = (api.clone(), kind.clone());
-                        async move { f.answer(path, &api, &kind, &q) }
+                        // kube asks `application/json;as=PartialObjectMetadata…` for metadata.
+                        let meta_only = headers
+                            .get("accept")
+                            .and_then(|a| a.to_str().ok())
+                            .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+                        async move { f.answer(path, &api, &kind, &q, meta_only) }
                     },
                 ),
             );
@@ -115,12 +143,13 @@ impl Fake {
         api: &str,
         kind: &str,
         q: &HashMap<String, String>,
+        meta_only: bool,
     ) -> axum::response::Response {
         let mut c = self.collections.lock().unwrap();
         let col = c.entry(path).or_default();
         if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
             let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-            col.watchers.push(tx);
+            col.watchers.push((tx, meta_only));
             let stream = futures::stream::poll_fn(move |cx| {
                 rx.poll_recv(cx).map(|o| o.map(Ok::<_, std::io::Error>))
             });
@@ -129,8 +158,14 @@ impl Fake {
                 .body(Body::from_stream(stream))
                 .unwrap();
         }
-        let list = json!({"apiVersion": api, "kind": format!("{kind}List"),
-            "metadata": {"resourceVersion": col.rv.to_string()}, "items": col.items});
+        let list = if meta_only {
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                "metadata": {"resourceVersion": col.rv.to_string()},
+                "items": col.items.iter().map(metadata_only).collect::<Vec<_>>()})
+        } else {
+            json!({"apiVersion": api, "kind": format!("{kind}List"),
+                "metadata": {"resourceVersion": col.rv.to_string()}, "items": col.items})
+        };
         axum::response::Response::builder()
             .header("content-type", "application/json")
             .body(Body::from(list.to_string()))
@@ -160,6 +195,24 @@ pub fn owned(api: &str, kind: &str, name: &str, ns: &str, owner: Option<(&str, &
     json!({"apiVersion": api, "kind": kind,
         "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}"), "resourceVersion": "1",
             "ownerReferences": owner.map(|(k, n)| vec![json!({"apiVersion": "apps/v1", "kind": k, "name": n, "uid": "o", "controller": true})]).unwrap_or_default()}})
+}
+
+/// `object` with these labels.
+pub fn labeled(mut object: Value, labels: &[(&str, &str)]) -> Value {
+    object["metadata"]["labels"] = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    object
+}
+
+pub fn namespace(name: &str, labels: &[(&str, &str)]) -> Value {
+    labeled(
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "resourceVersion": "1"}}),
+        labels,
+    )
 }
 
 pub fn node(name: &str) -> Value {

@@ -271,3 +271,26 @@ fn manifests_parse_and_reference_what_exists() {
     assert_eq!(m["spec"]["endpoints"][0]["port"], "ops");
     assert_eq!(m["spec"]["endpoints"][0]["path"], "/metrics");
 }
+
+#[test]
+fn the_enricher_role_allows_every_watch() {
+    let role: ClusterRole = documents("enricher-rbac.yaml")
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole")
+        .map(|d| typed("enricher-rbac.yaml", d))
+        .expect("a ClusterRole");
+    let rules = role.rules.unwrap_or_default();
+    for (group, resource) in enricher::watch::watched_resources() {
+        let allowed = |verb: &str| {
+            rules.iter().any(|r| {
+                r.api_groups.iter().flatten().any(|g| g == group)
+                    && r.resources.iter().flatten().any(|x| x == resource)
+                    && r.verbs.iter().any(|v| v == verb)
+            })
+        };
+        assert!(
+            allowed("list") && allowed("watch"),
+            "the enricher watches {group:?}/{resource} but its role does not allow it"
+        );
+    }
+}

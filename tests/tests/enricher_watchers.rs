@@ -1,11 +1,13 @@
 //! The real watcher code (kube's client and watcher, our store) against an in-process HTTP
 //! server speaking the Kubernetes API: list + watch, watch restarts and re-lists, updates and
-//! deletions, two clusters with the same namespace and pod names, an unreachable cluster, and
-//! the enrichment transform waiting for late metadata.
+//! deletions, two clusters with the same namespace and pod names, an unreachable cluster,
+//! every workload kind (metadata-only watches of controllers and namespaces), labels, and the
+//! enrichment transform waiting for late metadata.
 
 use enricher::Enrich;
+use enricher::meta::DEFAULT_DROPPED_LABELS;
 use enricher::watch::{self, ClusterConfig, Stores};
-use integration_tests::fake_kube::{Fake, kubeconfig, node, owned, pod};
+use integration_tests::fake_kube::{Fake, kubeconfig, labeled, namespace, node, owned, pod};
 use pipeline::stage::Transform;
 use schemas::ActivityEvent;
 use std::time::Duration;
@@ -17,13 +19,33 @@ async fn fake_cluster(web_node: &str) -> (Fake, u16) {
     let f = Fake::default();
     f.set(
         "/api/v1/pods",
-        vec![pod(
-            "web-7d9f8-x2x4q",
-            "shop",
-            web_node,
-            Some(("ReplicaSet", "web-7d9f8")),
-            &[("app", "nginx:1.25", Some(CID_WEB))],
-        )],
+        vec![web_pod(web_node, CID_WEB, "nginx:1.25")],
+    );
+    f.set(
+        "/api/v1/namespaces",
+        vec![
+            namespace("shop", &[("team", "payments"), ("env", "prod")]),
+            namespace("ops", &[]),
+        ],
+    );
+    f.set(
+        "/apis/apps/v1/deployments",
+        vec![
+            owned("apps/v1", "Deployment", "web", "shop", None),
+            owned("apps/v1", "Deployment", "checkout", "shop", None),
+        ],
+    );
+    f.set(
+        "/apis/batch/v1/cronjobs",
+        vec![owned("batch/v1", "CronJob", "backup", "ops", None)],
+    );
+    f.set(
+        "/apis/apps/v1/statefulsets",
+        vec![owned("apps/v1", "StatefulSet", "db", "shop", None)],
+    );
+    f.set(
+        "/apis/apps/v1/daemonsets",
+        vec![owned("apps/v1", "DaemonSet", "agent", "ops", None)],
     );
     f.set(
         "/apis/apps/v1/replicasets",
@@ -50,6 +72,24 @@ async fn fake_cluster(web_node: &str) -> (Fake, u16) {
     (f, port)
 }
 
+/// The web Deployment's pod, labeled (with a per-replica label the enricher drops).
+fn web_pod(node: &str, cid: &str, image: &str) -> serde_json::Value {
+    labeled(
+        pod(
+            "web-7d9f8-x2x4q",
+            "shop",
+            node,
+            Some(("ReplicaSet", "web-7d9f8")),
+            &[("app", image, Some(cid))],
+        ),
+        &[
+            ("app", "web"),
+            ("pod-template-hash", "7d9f8"),
+            ("tier", "frontend"),
+        ],
+    )
+}
+
 async fn until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..200 {
         if f() {
@@ -72,6 +112,13 @@ fn falco_event(tenant: &str, cluster: &str, short_id: &str) -> ActivityEvent {
     }
 }
 
+fn dropped() -> Vec<String> {
+    DEFAULT_DROPPED_LABELS
+        .iter()
+        .map(|k| k.to_string())
+        .collect()
+}
+
 fn enrich_now(stores: &Stores, e: &mut ActivityEvent) -> bool {
     stores[&(e.tenant.clone(), e.cluster.clone())]
         .meta
@@ -89,13 +136,7 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
     // The same namespace and pod name in the US cluster, but another container.
     us.set(
         "/api/v1/pods",
-        vec![pod(
-            "web-7d9f8-x2x4q",
-            "shop",
-            "node-us-1",
-            Some(("ReplicaSet", "web-7d9f8")),
-            &[("app", "nginx:1.27", Some(CID_API))],
-        )],
+        vec![web_pod("node-us-1", CID_API, "nginx:1.27")],
     );
     let dead_port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -121,7 +162,7 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
             context: None,
         },
     ];
-    let (stores, tasks) = watch::start(&clusters, Duration::from_millis(300));
+    let (stores, tasks) = watch::start(&clusters, Duration::from_millis(300), &dropped());
     let s = stores.clone();
     until("both reachable clusters listed", || {
         s[&("acme".into(), "prod-eu".into())].synced()
@@ -158,6 +199,9 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
         (e.node.as_str(), e.enrichment.as_str()),
         ("node-eu-1", "api")
     );
+    // Labels: the pod's (sorted, without the per-replica hash) and its namespace's.
+    assert_eq!(e.pod_labels, ["app=web", "tier=frontend"]);
+    assert_eq!(e.namespace_labels, ["env=prod", "team=payments"]);
     // Same names, other cluster: its own container and node.
     let mut u = falco_event("acme", "prod-us", &CID_API[..12]);
     assert!(enrich_now(&stores, &mut u));
@@ -222,6 +266,80 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
         (b.workload_kind.as_str(), b.workload_name.as_str()),
         ("CronJob", "backup")
     );
+
+    // Every workload kind: StatefulSet and DaemonSet pods name their controller directly; a
+    // pod whose ReplicaSet or Job is not listed yet (created just before it) still gets its
+    // Deployment or CronJob, by name, when that is known.
+    let cases = [
+        ("db-0", "shop", ("StatefulSet", "db"), ("StatefulSet", "db")),
+        (
+            "agent-x7k2p",
+            "ops",
+            ("DaemonSet", "agent"),
+            ("DaemonSet", "agent"),
+        ),
+        (
+            "checkout-5c6d7-q8w9e",
+            "shop",
+            ("ReplicaSet", "checkout-5c6d7"),
+            ("Deployment", "checkout"),
+        ),
+        (
+            "backup-28861500-k3j4h",
+            "ops",
+            ("Job", "backup-28861500"),
+            ("CronJob", "backup"),
+        ),
+        (
+            "orphan-5c6d7-a1b2c",
+            "shop",
+            ("ReplicaSet", "orphan-5c6d7"),
+            ("ReplicaSet", "orphan-5c6d7"),
+        ),
+    ];
+    for (i, (name, ns, owner, _)) in cases.iter().enumerate() {
+        let cid = format!("{:012x}{}", 0xc0ffee000 + i, "0".repeat(52));
+        eu.event(
+            "/api/v1/pods",
+            "ADDED",
+            pod(
+                name,
+                ns,
+                "node-eu-1",
+                Some(*owner),
+                &[("main", "busybox", Some(&cid))],
+            ),
+        );
+    }
+    for (i, (name, _, _, (kind, workload))) in cases.iter().enumerate() {
+        let cid = format!("{:012x}", 0xc0ffee000 + i);
+        let mut w = falco_event("acme", "prod-eu", &cid);
+        until(name, || enrich_now(&stores, &mut w.clone())).await;
+        assert!(enrich_now(&stores, &mut w));
+        assert_eq!(
+            (
+                w.pod.as_str(),
+                w.workload_kind.as_str(),
+                w.workload_name.as_str()
+            ),
+            (*name, *kind, *workload)
+        );
+    }
+    // A namespace's labels change through its (metadata-only) watch.
+    until("namespace watch", || {
+        eu.watch_count("/api/v1/namespaces") > 0
+    })
+    .await;
+    eu.event(
+        "/api/v1/namespaces",
+        "MODIFIED",
+        namespace("shop", &[("team", "checkout")]),
+    );
+    until("new namespace labels", || {
+        let mut x = falco_event("acme", "prod-eu", &CID_WEB[..12]);
+        enrich_now(&stores, &mut x) && x.namespace_labels == ["team=checkout"]
+    })
+    .await;
 
     // Watch restart: the stream ends, the client watches again and sees later changes.
     eu.close_watches("/api/v1/pods");
@@ -311,7 +429,7 @@ async fn the_transform_waits_a_bounded_time_for_late_metadata() {
         kubeconfig: Some(kubeconfig(&dir, "c", port)),
         context: None,
     }];
-    let (stores, tasks) = watch::start(&clusters, Duration::from_secs(300));
+    let (stores, tasks) = watch::start(&clusters, Duration::from_secs(300), &dropped());
     let s = stores.clone();
     until("listed", || s[&("t".into(), "c".into())].synced()).await;
     until("watching", || f.watch_count("/api/v1/pods") > 0).await;
@@ -467,6 +585,8 @@ async fn events_come_out_enriched_through_the_pipeline() {
         container_image: String,
         node: String,
         enrichment: String,
+        pod_labels: Vec<String>,
+        namespace_labels: Vec<String>,
     }
     let n = world.wait_count(3, Duration::from_secs(60)).await;
     assert_eq!(n, 3);
@@ -474,7 +594,7 @@ async fn events_come_out_enriched_through_the_pipeline() {
         .clickhouse()
         .query_rows(&format!(
             "SELECT comm, toString(type) AS type, cluster, namespace, workload_kind, workload_name, pod, container_name, \
-             container_id, container_image, node, enrichment FROM events FINAL WHERE tenant = {} ORDER BY comm",
+             container_id, container_image, node, enrichment, pod_labels, namespace_labels FROM events FINAL WHERE tenant = {} ORDER BY comm",
             store::sql::quote(&world.tenant)
         ))
         .await
@@ -505,6 +625,33 @@ async fn events_come_out_enriched_through_the_pipeline() {
             cat.enrichment.as_str()
         ),
         ("app", "nginx:1.25", CID_WEB, "node-eu-1", "api")
+    );
+    assert_eq!(cat.pod_labels, ["app=web", "tier=frontend"]);
+    assert_eq!(cat.namespace_labels, ["env=prod", "team=payments"]);
+    // Labels are searchable with the filter language (list attributes).
+    #[derive(serde::Deserialize)]
+    struct Comm {
+        comm: String,
+    }
+    let filter = schemas::filter::parse(
+        "kubernetes.namespace.labels = \"team=payments\" and kubernetes.pod.labels = \"tier=frontend\"",
+    )
+    .unwrap()
+    .unwrap();
+    let hits: Vec<Comm> = world
+        .clickhouse()
+        .query_rows(&format!(
+            "SELECT comm FROM events FINAL WHERE tenant = {} AND {} ORDER BY comm",
+            store::sql::quote(&world.tenant),
+            store::filter::compile(&filter)
+        ))
+        .await
+        .unwrap();
+    let hits: Vec<&str> = hits.iter().map(|c| c.comm.as_str()).collect();
+    assert_eq!(
+        hits,
+        ["", "cat"],
+        "the exec (no comm) and the Falco command of the web pod"
     );
     let ghost = rows.iter().find(|r| r.comm == "ls").unwrap();
     assert_eq!(

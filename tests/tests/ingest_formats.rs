@@ -205,6 +205,17 @@ async fn every_fixture_through_its_endpoint_and_the_pipeline() {
         curl.iter()
             .any(|c| !c.exec_id.is_empty() && !c.parent_exec_id.is_empty() && c.pod == "xwing")
     );
+    // The pod labels Tetragon reports, stored sorted as key=value.
+    assert!(
+        curl.iter().any(|c| c.pod_labels
+            == [
+                "app.kubernetes.io/name=xwing",
+                "class=xwing",
+                "org=alliance"
+            ]),
+        "{:?}",
+        curl.iter().map(|c| &c.pod_labels).collect::<Vec<_>>()
+    );
     let files_ = stored(&world, "type = 'fileaccess' AND filename = '/etc/passwd'").await;
     assert!(!files_.is_empty());
     let conns = stored(

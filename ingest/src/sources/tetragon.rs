@@ -156,6 +156,7 @@ fn process_fields(p: &Value, parent: Option<&Value>, node: &str, ts: i64) -> Act
         workload_kind: pod
             .and_then(|p| str_of(p.get("workload_kind")))
             .unwrap_or_default(),
+        pod_labels: pod.map(|p| labels(p.get("pod_labels"))).unwrap_or_default(),
         container_id,
         container_name: container
             .and_then(|c| str_of(c.get("name")))
@@ -237,6 +238,18 @@ fn kprobe(body: &Value, e: &mut ActivityEvent) -> Option<()> {
         }
         _ => None,
     }
+}
+
+/// Tetragon's `pod_labels` object as sorted `key=value` strings.
+fn labels(v: Option<&Value>) -> Vec<String> {
+    let mut out: Vec<String> = v
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+        .collect();
+    out.sort_unstable();
+    out
 }
 
 #[cfg(test)]

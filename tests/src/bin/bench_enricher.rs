@@ -10,8 +10,8 @@
 //! must find namespace, Deployment, pod, container, image and node), spread over the pods.
 
 use clap::Parser;
-use enricher::meta::ClusterMeta;
-use integration_tests::fake_kube::{Fake, kubeconfig, node, owned, pod};
+use enricher::meta::{ClusterMeta, DEFAULT_DROPPED_LABELS, Kind};
+use integration_tests::fake_kube::{Fake, kubeconfig, labeled, namespace, node, owned, pod};
 use integration_tests::{Service, World, cpu::cpu_time, drain_stage};
 use pipeline::stage::Transform;
 use schemas::{ActivityEvent, ActivityType, Source};
@@ -48,42 +48,77 @@ async fn main() -> anyhow::Result<()> {
     let fake = Fake::default();
     let mut pods = Vec::new();
     let mut rss = Vec::new();
+    let mut deployments = Vec::new();
     for d in 0..args.pods.div_ceil(10) {
+        let ns = format!("ns-{}", d % 40);
+        deployments.push(owned(
+            "apps/v1",
+            "Deployment",
+            &format!("svc-{d}"),
+            &ns,
+            None,
+        ));
         rss.push(owned(
             "apps/v1",
             "ReplicaSet",
             &format!("svc-{d}-6f7c9"),
-            &format!("ns-{}", d % 40),
+            &ns,
             Some(("Deployment", &format!("svc-{d}"))),
         ));
     }
     for i in 0..args.pods {
         let d = i / 10;
         let (a, b) = (cid(i, 0), cid(i, 1));
-        pods.push(pod(
-            &format!("svc-{d}-6f7c9-{i:05}"),
-            &format!("ns-{}", d % 40),
-            &format!("node-{}", i % 100),
-            Some(("ReplicaSet", &format!("svc-{d}-6f7c9"))),
+        let app = format!("svc-{d}");
+        let team = format!("team-{}", d % 12);
+        pods.push(labeled(
+            pod(
+                &format!("svc-{d}-6f7c9-{i:05}"),
+                &format!("ns-{}", d % 40),
+                &format!("node-{}", i % 100),
+                Some(("ReplicaSet", &format!("svc-{d}-6f7c9"))),
+                &[
+                    (
+                        "app",
+                        &format!("registry.example.com/svc-{d}:1.{}", i % 7),
+                        Some(&a),
+                    ),
+                    ("sidecar", "envoyproxy/envoy:v1.31", Some(&b)),
+                ],
+            ),
             &[
-                (
-                    "app",
-                    &format!("registry.example.com/svc-{d}:1.{}", i % 7),
-                    Some(&a),
-                ),
-                ("sidecar", "envoyproxy/envoy:v1.31", Some(&b)),
+                ("app.kubernetes.io/name", &app),
+                ("app.kubernetes.io/part-of", "shop"),
+                ("team", &team),
+                ("pod-template-hash", "6f7c9"),
             ],
         ));
     }
+    let namespaces: Vec<_> = (0..40)
+        .map(|n| {
+            namespace(
+                &format!("ns-{n}"),
+                &[
+                    ("env", "prod"),
+                    ("kubernetes.io/metadata.name", &format!("ns-{n}")),
+                ],
+            )
+        })
+        .collect();
     let nodes: Vec<_> = (0..100).map(|n| node(&format!("node-{n}"))).collect();
 
     // Memory per cached pod, and enrichment alone, on a store built from the same objects.
-    let mut meta = ClusterMeta::default();
+    let mut meta = ClusterMeta::dropping_labels(DEFAULT_DROPPED_LABELS);
     for p in &pods {
         meta.apply_pod(&serde_json::from_value(p.clone())?);
     }
-    for r in &rss {
-        meta.apply_replicaset(&serde_json::from_value(r.clone())?);
+    for (kind, objects) in [(Kind::ReplicaSet, &rss), (Kind::Deployment, &deployments)] {
+        for o in objects {
+            meta.apply_controller(kind, &serde_json::from_value(o["metadata"].clone())?);
+        }
+    }
+    for n in &namespaces {
+        meta.apply_namespace(&serde_json::from_value(n["metadata"].clone())?);
     }
     for n in &nodes {
         meta.apply_node(&serde_json::from_value(n.clone())?);
@@ -91,7 +126,8 @@ async fn main() -> anyhow::Result<()> {
     let bytes = meta.heap_bytes();
     fake.set("/api/v1/pods", pods);
     fake.set("/apis/apps/v1/replicasets", rss);
-    fake.set("/apis/batch/v1/jobs", vec![]);
+    fake.set("/apis/apps/v1/deployments", deployments);
+    fake.set("/api/v1/namespaces", namespaces);
     fake.set("/api/v1/nodes", nodes);
 
     let (tenant, cluster) = ("bench", "prod");
@@ -119,8 +155,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let stores: enricher::watch::Stores = {
-        let store = enricher::watch::Store::default();
-        *store.meta.write().unwrap() = meta;
+        let store = enricher::watch::Store::new(meta);
         std::sync::Arc::new(
             [(
                 (tenant.to_string(), cluster.to_string()),
@@ -138,7 +173,15 @@ async fn main() -> anyhow::Result<()> {
     let mut enriched = 0usize;
     for chunk in events.chunks(args.batch) {
         let out = enrich.apply(chunk.to_vec()).await;
-        enriched += out.iter().filter(|e| e.enrichment == "api").count();
+        enriched += out
+            .iter()
+            .filter(|e| {
+                e.enrichment == "api"
+                    && e.workload_kind == "Deployment"
+                    && e.pod_labels.len() == 3
+                    && e.namespace_labels.len() == 2
+            })
+            .count();
     }
     let alone = cpu_time("self") - cpu0;
     // The cost of the copies the loop above makes, to subtract it.
@@ -149,11 +192,11 @@ async fn main() -> anyhow::Result<()> {
     let copies = cpu_time("self") - cpu0;
     let n = events.len();
     let alone_line = format!(
-        "  (enrichment alone) {:>10.0} events/s per core; {enriched} of {n} events enriched from the API",
+        "  (enrichment alone) {:>10.0} events/s per core; {enriched} of {n} events enriched from the API (Deployment, pod and namespace labels)",
         n as f64 / (alone.saturating_sub(copies)).as_secs_f64().max(1e-9)
     );
     let memory_line = format!(
-        "  memory: {bytes} bytes for {} cached pods (2 containers each, with ReplicaSets and nodes) = {} bytes per pod (estimated heap)",
+        "  memory: {bytes} bytes for {} cached pods (2 containers and 3 labels each, with ReplicaSets, Deployments, namespaces and nodes) = {} bytes per pod (estimated heap)",
         args.pods,
         bytes / args.pods
     );
