@@ -7,8 +7,9 @@
 //! or container the API does not know yet (a process exec'd in a container's first moments)
 //! waits a bounded time for the watchers, without holding back later messages, then goes on
 //! with what the agent provided, flagged `enrichment = "partial"`. Pod and namespace labels
-//! (`key=value`, without per-replica ones such as `pod-template-hash`) are copied too. Enriched events are
-//! re-keyed by pod, so a pod's audit and agent events reach the same correlator partition.
+//! (`key=value`, without per-replica ones such as `pod-template-hash`) are copied too.
+//! Enriched events are re-keyed by pod, so a pod's audit and agent events reach the same
+//! correlator partition.
 
 pub mod meta;
 pub mod watch;

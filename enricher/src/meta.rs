@@ -9,7 +9,9 @@
 //! as its deletion. Names and labels many pods share are interned, and forgotten with the last
 //! object that used them: memory follows the live objects.
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use schemas::ActivityEvent;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -128,28 +130,28 @@ impl Kind {
         Kind::CronJob,
     ];
 
-    /// The Kubernetes kind name (as in owner references).
-    pub fn name(self) -> &'static str {
+    /// The kind's API type: its kind name (as owner references say it), API group and
+    /// resource (what the enricher's RBAC role must allow to list and watch).
+    pub fn api(self) -> (&'static str, &'static str, &'static str) {
+        fn of<K: k8s_openapi::Resource>() -> (&'static str, &'static str, &'static str) {
+            (K::KIND, K::GROUP, K::URL_PATH_SEGMENT)
+        }
         match self {
-            Kind::Pod => "Pod",
-            Kind::Node => "Node",
-            Kind::Namespace => "Namespace",
-            Kind::ReplicaSet => "ReplicaSet",
-            Kind::Deployment => "Deployment",
-            Kind::StatefulSet => "StatefulSet",
-            Kind::DaemonSet => "DaemonSet",
-            Kind::Job => "Job",
-            Kind::CronJob => "CronJob",
+            Kind::Pod => of::<Pod>(),
+            Kind::Node => of::<Node>(),
+            Kind::Namespace => of::<Namespace>(),
+            Kind::ReplicaSet => of::<ReplicaSet>(),
+            Kind::Deployment => of::<Deployment>(),
+            Kind::StatefulSet => of::<StatefulSet>(),
+            Kind::DaemonSet => of::<DaemonSet>(),
+            Kind::Job => of::<Job>(),
+            Kind::CronJob => of::<CronJob>(),
         }
     }
 
-    fn of(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Controllers are kept as their owner only (watched as metadata).
-    pub fn is_controller(self) -> bool {
-        !matches!(self, Kind::Pod | Kind::Node | Kind::Namespace)
+    /// The Kubernetes kind name (as in owner references).
+    pub fn name(self) -> &'static str {
+        self.api().0
     }
 }
 
@@ -434,8 +436,9 @@ impl ClusterMeta {
     fn workload(&self, pod: &PodMeta) -> Option<(Arc<str>, Arc<str>)> {
         let (mut kind, mut name) = pod.owner.clone()?;
         for _ in 0..4 {
-            let k = match Kind::of(&kind) {
-                Some(k @ (Kind::ReplicaSet | Kind::Job)) => k,
+            let k = match &*kind {
+                "ReplicaSet" => Kind::ReplicaSet,
+                "Job" => Kind::Job,
                 _ => break,
             };
             match self

@@ -73,25 +73,6 @@ impl Store {
 /// The stores of all configured clusters, by (tenant, cluster).
 pub type Stores = Arc<HashMap<(String, String), Arc<Store>>>;
 
-/// The (API group, resource) pairs the watchers list and watch: what the enricher's RBAC
-/// role must allow.
-pub fn watched_resources() -> Vec<(&'static str, &'static str)> {
-    fn r<K: k8s_openapi::Resource>() -> (&'static str, &'static str) {
-        (K::GROUP, K::URL_PATH_SEGMENT)
-    }
-    vec![
-        r::<Pod>(),
-        r::<Node>(),
-        r::<Namespace>(),
-        r::<ReplicaSet>(),
-        r::<Deployment>(),
-        r::<StatefulSet>(),
-        r::<DaemonSet>(),
-        r::<Job>(),
-        r::<CronJob>(),
-    ]
-}
-
 /// Builds a client for a cluster from its kubeconfig (or in-cluster credentials).
 pub async fn client(c: &ClusterConfig) -> anyhow::Result<Client> {
     let config = match &c.kubeconfig {
@@ -134,20 +115,17 @@ pub fn start(
                 }
             };
             tracing::info!(cluster = %c.name, tenant = %c.tenant, "watching the kubernetes API");
-            let name = c.name.clone();
-            let name = name.as_str();
-            let c = &client;
-            let s = &store;
+            let (cluster, client, s) = (c.name.as_str(), &client, &store);
             tokio::join!(
-                watch(name, Api::<Pod>::all(c.clone()), Kind::Pod, s, grace, |m, p| m.apply_pod(p)),
-                watch(name, Api::<Node>::all(c.clone()), Kind::Node, s, grace, |m, n| m.apply_node(n)),
-                watch(name, Api::<PartialObjectMeta<Namespace>>::all(c.clone()), Kind::Namespace, s, grace, |m, o| m.apply_namespace(&o.metadata)),
-                controllers::<ReplicaSet>(name, c, Kind::ReplicaSet, s, grace),
-                controllers::<Deployment>(name, c, Kind::Deployment, s, grace),
-                controllers::<StatefulSet>(name, c, Kind::StatefulSet, s, grace),
-                controllers::<DaemonSet>(name, c, Kind::DaemonSet, s, grace),
-                controllers::<Job>(name, c, Kind::Job, s, grace),
-                controllers::<CronJob>(name, c, Kind::CronJob, s, grace),
+                watch(cluster, Api::<Pod>::all(client.clone()), Kind::Pod, s, grace, |m, p| m.apply_pod(p)),
+                watch(cluster, Api::<Node>::all(client.clone()), Kind::Node, s, grace, |m, n| m.apply_node(n)),
+                watch(cluster, Api::<PartialObjectMeta<Namespace>>::all(client.clone()), Kind::Namespace, s, grace, |m, o| m.apply_namespace(&o.metadata)),
+                controllers::<ReplicaSet>(cluster, client, Kind::ReplicaSet, s, grace),
+                controllers::<Deployment>(cluster, client, Kind::Deployment, s, grace),
+                controllers::<StatefulSet>(cluster, client, Kind::StatefulSet, s, grace),
+                controllers::<DaemonSet>(cluster, client, Kind::DaemonSet, s, grace),
+                controllers::<Job>(cluster, client, Kind::Job, s, grace),
+                controllers::<CronJob>(cluster, client, Kind::CronJob, s, grace),
             );
         }));
     }
@@ -171,7 +149,8 @@ where
     .await;
 }
 
-/// Runs one kind's watcher into the store, forever.
+/// Runs one kind's watcher into the store, forever. `kind` must name `K` (checked: the
+/// store's sync bits and the RBAC check in the tests go by `kind`).
 async fn watch<K>(
     cluster: &str,
     api: Api<K>,
@@ -180,8 +159,14 @@ async fn watch<K>(
     grace: Duration,
     apply: impl Fn(&mut ClusterMeta, &K),
 ) where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
 {
+    assert_eq!(K::kind(&()), kind.name(), "watcher of the wrong kind");
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     consume(cluster, stream, kind, store, grace, apply).await;
 }

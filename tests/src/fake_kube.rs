@@ -20,6 +20,8 @@ struct Collection {
     rv: u64,
     /// Senders of the open watch streams, and whether each asked for metadata only.
     watchers: Vec<(mpsc::UnboundedSender<String>, bool)>,
+    /// Whether the last list or watch asked for metadata only.
+    last_metadata_only: Option<bool>,
 }
 
 #[derive(Clone, Default)]
@@ -100,6 +102,15 @@ impl Fake {
             let _ = w.send(gone.clone());
         }
     }
+    /// Whether the last request for `path` asked for metadata only (`None`: no request yet).
+    pub fn metadata_only(&self, path: &'static str) -> Option<bool> {
+        self.collections
+            .lock()
+            .unwrap()
+            .get(path)
+            .and_then(|c| c.last_metadata_only)
+    }
+
     pub fn watch_count(&self, path: &'static str) -> usize {
         self.collections
             .lock()
@@ -147,6 +158,7 @@ impl Fake {
     ) -> axum::response::Response {
         let mut c = self.collections.lock().unwrap();
         let col = c.entry(path).or_default();
+        col.last_metadata_only = Some(meta_only);
         if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
             let (tx, mut rx) = mpsc::unbounded_channel::<String>();
             col.watchers.push((tx, meta_only));

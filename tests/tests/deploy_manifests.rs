@@ -280,7 +280,8 @@ fn the_enricher_role_allows_every_watch() {
         .map(|d| typed("enricher-rbac.yaml", d))
         .expect("a ClusterRole");
     let rules = role.rules.unwrap_or_default();
-    for (group, resource) in enricher::watch::watched_resources() {
+    for kind in enricher::meta::Kind::ALL {
+        let (_, group, resource) = kind.api();
         let allowed = |verb: &str| {
             rules.iter().any(|r| {
                 r.api_groups.iter().flatten().any(|g| g == group)

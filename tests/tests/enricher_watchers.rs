@@ -5,7 +5,6 @@
 //! enrichment transform waiting for late metadata.
 
 use enricher::Enrich;
-use enricher::meta::DEFAULT_DROPPED_LABELS;
 use enricher::watch::{self, ClusterConfig, Stores};
 use integration_tests::fake_kube::{Fake, kubeconfig, labeled, namespace, node, owned, pod};
 use pipeline::stage::Transform;
@@ -113,10 +112,7 @@ fn falco_event(tenant: &str, cluster: &str, short_id: &str) -> ActivityEvent {
 }
 
 fn dropped() -> Vec<String> {
-    DEFAULT_DROPPED_LABELS
-        .iter()
-        .map(|k| k.to_string())
-        .collect()
+    enricher::EnricherConfig::default().drop_labels
 }
 
 fn enrich_now(stores: &Stores, e: &mut ActivityEvent) -> bool {
@@ -173,6 +169,21 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
         !stores[&("acme".into(), "gone".into())].pods_synced(),
         "the unreachable cluster never lists"
     );
+    // Controllers and namespaces are asked for as metadata only; pods and nodes in full.
+    for path in [
+        "/api/v1/namespaces",
+        "/apis/apps/v1/replicasets",
+        "/apis/apps/v1/deployments",
+        "/apis/apps/v1/statefulsets",
+        "/apis/apps/v1/daemonsets",
+        "/apis/batch/v1/jobs",
+        "/apis/batch/v1/cronjobs",
+    ] {
+        assert_eq!(eu.metadata_only(path), Some(true), "{path}");
+    }
+    for path in ["/api/v1/pods", "/api/v1/nodes"] {
+        assert_eq!(eu.metadata_only(path), Some(false), "{path}");
+    }
 
     // List: a Falco event with only a short container id gets everything.
     let mut e = falco_event("acme", "prod-eu", &CID_WEB[..12]);
