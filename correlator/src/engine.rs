@@ -138,12 +138,7 @@ impl Link {
 
 /// 64-bit key of length-prefixed parts.
 fn key(parts: &[&[u8]]) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for p in parts {
-        h.update(&(p.len() as u64).to_le_bytes());
-        h.update(p);
-    }
-    h.digest()
+    schemas::id::parts(parts).xxh3_64()
 }
 
 /// Deterministic trace id: the same origin always names the same trace.
@@ -438,6 +433,7 @@ impl Engine {
     pub fn process(&mut self, position: u64, events: Vec<ActivityEvent>) -> Output {
         self.revision = self.revision.max((position + 1) << 20);
         let mut out = Output::default();
+        out.events.reserve(events.len());
         for e in events {
             self.since_sweep += 1;
             self.now = self.now.max(e.timestamp);
@@ -1341,19 +1337,26 @@ fn pod_key(e: &ActivityEvent) -> u64 {
 
 /// The key of an event's process: its exec id, else (host, pid, start time).
 fn proc_key(e: &ActivityEvent) -> Option<u64> {
-    let parts = |id: &[u8]| {
-        key(&[
-            e.tenant.as_bytes(),
-            e.cluster.as_bytes(),
-            e.hostname.as_bytes(),
-            id,
-        ])
-    };
+    let mut g = schemas::id::parts(&[
+        e.tenant.as_bytes(),
+        e.cluster.as_bytes(),
+        e.hostname.as_bytes(),
+    ]);
     if !e.exec_id.is_empty() {
-        return Some(parts(e.exec_id.as_bytes()));
+        g.part(e.exec_id.as_bytes());
+    } else if e.pid != 0 && e.process_start_time != 0 {
+        // `exec_key(e)` as a part, without building the string.
+        let mut id = schemas::id::Gather::default();
+        id.push(e.hostname.as_bytes())
+            .push(b":")
+            .decimal(e.pid)
+            .push(b":")
+            .decimal(e.process_start_time);
+        g.part(id.bytes());
+    } else {
+        return None;
     }
-    let id = exec_key(e);
-    (!id.is_empty()).then(|| parts(id.as_bytes()))
+    Some(g.xxh3_64())
 }
 
 /// The process's exec id as the agent names it; for an agent without one, the same
@@ -1365,5 +1368,36 @@ fn exec_key(e: &ActivityEvent) -> String {
         format!("{}:{}:{}", e.hostname, e.pid, e.process_start_time)
     } else {
         String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_keys_hash_the_exec_key() {
+        let mut e = ActivityEvent {
+            tenant: "t".into(),
+            cluster: "c".into(),
+            hostname: "node-1".into(),
+            pid: 4242,
+            process_start_time: 1_767_000_000_123_456_789,
+            ..Default::default()
+        };
+        let by_parts = |e: &ActivityEvent| {
+            key(&[
+                e.tenant.as_bytes(),
+                e.cluster.as_bytes(),
+                e.hostname.as_bytes(),
+                exec_key(e).as_bytes(),
+            ])
+        };
+        assert_eq!(proc_key(&e), Some(by_parts(&e)));
+        e.exec_id = "bm9kZS0xOjQyNDI6MTIz".into();
+        assert_eq!(proc_key(&e), Some(by_parts(&e)));
+        e.exec_id.clear();
+        e.pid = 0;
+        assert_eq!(proc_key(&e), None);
     }
 }

@@ -93,25 +93,21 @@ pub fn partition_key(e: &ActivityEvent) -> String {
 }
 
 /// `partition_for(&partition_key(e), partitions)` without building the key (the stages do
-/// this for every event): the same bytes through xxh3's streaming form give the same hash.
+/// this for every event): the same bytes, gathered on the stack.
 pub fn partition_of(e: &ActivityEvent, partitions: i32) -> i32 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(e.tenant.as_bytes());
-    h.update(b"/");
-    h.update(e.cluster.as_bytes());
+    let mut g = crate::id::Gather::default();
+    g.push(e.tenant.as_bytes()).push(b"/").push(e.cluster.as_bytes());
     if !e.pod.is_empty() {
-        h.update(b"/pod/");
-        h.update(e.namespace.as_bytes());
-        h.update(b"/");
-        h.update(e.pod.as_bytes());
+        g.push(b"/pod/")
+            .push(e.namespace.as_bytes())
+            .push(b"/")
+            .push(e.pod.as_bytes());
     } else if !e.container_id.is_empty() {
-        h.update(b"/ctr/");
-        h.update(e.container_id.as_bytes());
+        g.push(b"/ctr/").push(e.container_id.as_bytes());
     } else {
-        h.update(b"/host/");
-        h.update(e.hostname.as_bytes());
+        g.push(b"/host/").push(e.hostname.as_bytes());
     }
-    (h.digest() % partitions.max(1) as u64) as i32
+    (g.xxh3_64() % partitions.max(1) as u64) as i32
 }
 
 #[cfg(test)]

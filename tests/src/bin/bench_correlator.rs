@@ -214,7 +214,13 @@ async fn main() -> anyhow::Result<()> {
 
     // The measured stage first, the baseline second: what the broker caches in between
     // favours the baseline.
-    let (corr_cpu, corr_wall) = drain_stage(&world, Service::Correlator, n, &[]).await?;
+    // The production snapshot interval (the test harness snapshots every second, so that a
+    // crash in a test replays little).
+    let interval = correlator::CorrelatorConfig::default()
+        .snapshot_interval_ms
+        .to_string();
+    let production = [("AA_CORRELATOR__SNAPSHOT_INTERVAL_MS", interval.as_str())];
+    let (corr_cpu, corr_wall) = drain_stage(&world, Service::Correlator, n, &production).await?;
     let (pass_cpu, pass_wall) = drain_stage(&world, Service::Enricher, n, &[]).await?;
 
     let per_core = |cpu: Duration| n as f64 / cpu.as_secs_f64().max(1e-9);
