@@ -23,6 +23,7 @@ use schemas::trace::kind;
 use schemas::{ActivityEvent, ActivityType, TraceRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::hash::BuildHasher;
 
 const MS: i64 = 1_000_000;
 
@@ -291,17 +292,24 @@ pub struct Engine {
 #[derive(Debug, Default)]
 pub struct Output {
     pub events: Vec<ActivityEvent>,
-    index: FxHashMap<String, usize>,
+    /// Positions in `events` by event id (hashed from the events themselves, not copied).
+    index: hashbrown::HashTable<usize>,
     pub traces: Vec<TraceRecord>,
 }
 
 impl Output {
+    /// Adds `e`, replacing an earlier output of the same event (a re-emission).
     fn push(&mut self, e: ActivityEvent) {
-        match self.index.get(&e.id) {
+        let hash = |id: &str| rustc_hash::FxBuildHasher.hash_one(id);
+        let h = hash(&e.id);
+        let events = &self.events;
+        match self.index.find(h, |&i| events[i].id == e.id) {
             Some(&i) => self.events[i] = e,
             None => {
-                self.index.insert(e.id.clone(), self.events.len());
                 self.events.push(e);
+                let events = &self.events;
+                self.index
+                    .insert_unique(h, events.len() - 1, |&i| hash(&events[i].id));
             }
         }
     }
@@ -443,7 +451,9 @@ impl Engine {
                 self.activity(e, &mut out);
             }
         }
-        if self.since_sweep >= 4096 {
+        // A sweep walks the whole state: at most once per half its size in events, so its
+        // cost per event stays constant as the state grows (and the state at most 1.5x).
+        if self.since_sweep >= 4096.max(self.procs.len() as u64 / 2) {
             self.sweep();
         }
         out.traces = self.take_traces(false);

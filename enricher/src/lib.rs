@@ -91,7 +91,7 @@ impl Enrich {
         let mut missing = Vec::new();
         for &i in idx {
             let e = &mut events[i];
-            let Some(store) = self.stores.get(&(e.tenant.clone(), e.cluster.clone())) else {
+            let Some(store) = self.stores.get(&e.tenant, &e.cluster) else {
                 continue;
             };
             let ok = store
@@ -129,9 +129,7 @@ impl Transform for Enrich {
                     .iter()
                     .filter_map(|&i| {
                         let e = &events[i];
-                        this.stores
-                            .get(&(e.tenant.clone(), e.cluster.clone()))
-                            .cloned()
+                        this.stores.get(&e.tenant, &e.cluster).cloned()
                     })
                     .collect();
                 let changed = futures::future::select_all(

@@ -70,8 +70,24 @@ impl Store {
     }
 }
 
-/// The stores of all configured clusters, by (tenant, cluster).
-pub type Stores = Arc<HashMap<(String, String), Arc<Store>>>;
+/// The stores of all configured clusters, by tenant and cluster (looked up per event, without
+/// building a key).
+#[derive(Clone, Default)]
+pub struct Stores(Arc<HashMap<String, HashMap<String, Arc<Store>>>>);
+
+impl Stores {
+    pub fn new(stores: impl IntoIterator<Item = ((String, String), Arc<Store>)>) -> Self {
+        let mut by_tenant: HashMap<String, HashMap<String, Arc<Store>>> = HashMap::new();
+        for ((tenant, cluster), store) in stores {
+            by_tenant.entry(tenant).or_default().insert(cluster, store);
+        }
+        Stores(Arc::new(by_tenant))
+    }
+
+    pub fn get(&self, tenant: &str, cluster: &str) -> Option<&Arc<Store>> {
+        self.0.get(tenant)?.get(cluster)
+    }
+}
 
 /// Builds a client for a cluster from its kubeconfig (or in-cluster credentials).
 pub async fn client(c: &ClusterConfig) -> anyhow::Result<Client> {
@@ -96,11 +112,11 @@ pub fn start(
     grace: Duration,
     dropped_labels: &[String],
 ) -> (Stores, Vec<tokio::task::JoinHandle<()>>) {
-    let mut stores = HashMap::new();
+    let mut stores = Vec::new();
     let mut tasks = Vec::new();
     for c in clusters {
         let store = Arc::new(Store::new(ClusterMeta::dropping_labels(dropped_labels)));
-        stores.insert((c.tenant.clone(), c.name.clone()), store.clone());
+        stores.push(((c.tenant.clone(), c.name.clone()), store.clone()));
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
@@ -129,7 +145,7 @@ pub fn start(
             );
         }));
     }
-    (Arc::new(stores), tasks)
+    (Stores::new(stores), tasks)
 }
 
 /// Watches the metadata of one kind of controller.

@@ -29,14 +29,12 @@ pub fn split_items(body: &[u8]) -> Result<Vec<Result<&[u8], String>>, IngestErro
         return Ok(items.into_iter().map(|r| Ok(r.get().as_bytes())).collect());
     }
     // JSON lines (the common case, fast path): each line is one complete value.
-    let first = body
-        .split(|b| *b == b'\n')
+    let first = schemas::batch::split_lines(body)
         .map(<[u8]>::trim_ascii)
         .find(|l| !l.is_empty())
         .unwrap_or_default();
     if first.first() == Some(&b'{') && first.last() == Some(&b'}') {
-        return Ok(body
-            .split(|b| *b == b'\n')
+        return Ok(schemas::batch::split_lines(body)
             .map(<[u8]>::trim_ascii)
             .filter(|l| !l.is_empty())
             .map(Ok)
@@ -53,8 +51,7 @@ pub fn split_items(body: &[u8]) -> Result<Vec<Result<&[u8], String>>, IngestErro
         }
     }
     // Not a clean stream: fall back to one item per line so good lines still get through.
-    Ok(body
-        .split(|b| *b == b'\n')
+    Ok(schemas::batch::split_lines(body)
         .filter(|l| !l.trim_ascii().is_empty())
         .map(|l| {
             serde_json::from_slice::<&RawValue>(l)

@@ -20,17 +20,27 @@ static ESCAPE: [bool; 256] = {
     t
 };
 
-/// Whether `bytes` has anything to escape; branch-free over 16-byte chunks so it vectorises
-/// (most values have nothing to escape).
+/// Whether `bytes` has anything to escape (a control character, `"` or `\\`), eight bytes at a
+/// time (most values are short and have nothing to escape).
 fn needs_escape(bytes: &[u8]) -> bool {
-    let special = |b: u8| (b < 0x20) | (b == b'"') | (b == b'\\');
-    let mut chunks = bytes.chunks_exact(16);
-    for c in &mut chunks {
-        if c.iter().fold(false, |m, &b| m | special(b)) {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Non-zero iff a byte of `v` is below `n` (n <= 128; "hasless" of Bit Twiddling Hacks).
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v & HIGH;
+    let special = |v: u64| {
+        below(v, 0x20) | below(v ^ (ONES * b'"' as u64), 1) | below(v ^ (ONES * b'\\' as u64), 1)
+            != 0
+    };
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        if special(u64::from_ne_bytes(w.try_into().expect("8 bytes"))) {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| special(b))
+    let rest = words.remainder();
+    let mut last = [b' '; 8];
+    last[..rest.len()].copy_from_slice(rest);
+    special(u64::from_ne_bytes(last))
 }
 
 /// Appends `s` as a JSON string, escaped as serde_json does.
@@ -209,4 +219,26 @@ pub fn write_event(out: &mut Vec<u8>, e: &ActivityEvent) {
     n!("stages.started", e.stages_started);
     n!("stages.completed", e.stages_completed);
     out.push(b'}');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_escape;
+
+    #[test]
+    fn needs_escape_finds_every_special_byte_anywhere() {
+        let naive = |b: &[u8]| b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\');
+        for len in 0..20 {
+            for pos in 0..len {
+                for byte in 0..=255u8 {
+                    // Around the byte: plain ASCII, and UTF-8 continuation bytes.
+                    for fill in [b'a', 0xa9] {
+                        let mut s = vec![fill; len];
+                        s[pos] = byte;
+                        assert_eq!(needs_escape(&s), naive(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
 }

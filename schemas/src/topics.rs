@@ -96,7 +96,9 @@ pub fn partition_key(e: &ActivityEvent) -> String {
 /// this for every event): the same bytes, gathered on the stack.
 pub fn partition_of(e: &ActivityEvent, partitions: i32) -> i32 {
     let mut g = crate::id::Gather::default();
-    g.push(e.tenant.as_bytes()).push(b"/").push(e.cluster.as_bytes());
+    g.push(e.tenant.as_bytes())
+        .push(b"/")
+        .push(e.cluster.as_bytes());
     if !e.pod.is_empty() {
         g.push(b"/pod/")
             .push(e.namespace.as_bytes())

@@ -116,7 +116,9 @@ fn dropped() -> Vec<String> {
 }
 
 fn enrich_now(stores: &Stores, e: &mut ActivityEvent) -> bool {
-    stores[&(e.tenant.clone(), e.cluster.clone())]
+    stores
+        .get(&e.tenant, &e.cluster)
+        .expect("the event's cluster is configured")
         .meta
         .read()
         .unwrap()
@@ -161,12 +163,11 @@ async fn watchers_follow_lists_watches_restarts_and_deletions_per_cluster() {
     let (stores, tasks) = watch::start(&clusters, Duration::from_millis(300), &dropped());
     let s = stores.clone();
     until("both reachable clusters listed", || {
-        s[&("acme".into(), "prod-eu".into())].synced()
-            && s[&("acme".into(), "prod-us".into())].synced()
+        s.get("acme", "prod-eu").unwrap().synced() && s.get("acme", "prod-us").unwrap().synced()
     })
     .await;
     assert!(
-        !stores[&("acme".into(), "gone".into())].pods_synced(),
+        !stores.get("acme", "gone").unwrap().pods_synced(),
         "the unreachable cluster never lists"
     );
     // Controllers and namespaces are asked for as metadata only; pods and nodes in full.
@@ -442,7 +443,7 @@ async fn the_transform_waits_a_bounded_time_for_late_metadata() {
     }];
     let (stores, tasks) = watch::start(&clusters, Duration::from_secs(300), &dropped());
     let s = stores.clone();
-    until("listed", || s[&("t".into(), "c".into())].synced()).await;
+    until("listed", || s.get("t", "c").unwrap().synced()).await;
     until("watching", || f.watch_count("/api/v1/pods") > 0).await;
     let mut t = Enrich {
         stores: stores.clone(),

@@ -154,17 +154,10 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .collect();
-    let stores: enricher::watch::Stores = {
-        let store = enricher::watch::Store::new(meta);
-        std::sync::Arc::new(
-            [(
-                (tenant.to_string(), cluster.to_string()),
-                std::sync::Arc::new(store),
-            )]
-            .into_iter()
-            .collect(),
-        )
-    };
+    let stores = enricher::watch::Stores::new([(
+        (tenant.to_string(), cluster.to_string()),
+        std::sync::Arc::new(enricher::watch::Store::new(meta)),
+    )]);
     let mut enrich = enricher::Enrich {
         stores,
         wait: Duration::from_millis(1),
