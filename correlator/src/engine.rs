@@ -19,6 +19,7 @@
 
 use rustc_hash::FxHashMap;
 use schemas::event::is_shell;
+use schemas::id::Gather;
 use schemas::trace::kind;
 use schemas::{ActivityEvent, ActivityType, TraceRecord};
 use serde::{Deserialize, Serialize};
@@ -935,7 +936,10 @@ impl Engine {
             "dropbear" => kind::DROPBEAR,
             _ => kind::SHELL,
         };
-        let trace = trace_id(&e.tenant, &e.cluster, "login", &exec_key(e));
+        let id = exec_key(e).map_or_else(String::new, |id| {
+            String::from_utf8_lossy(id.bytes()).into_owned()
+        });
+        let trace = trace_id(&e.tenant, &e.cluster, "login", &id);
         if let Some(p) = self.procs.get_mut(&pk) {
             p.anchor = Anchor::Session(trace.clone());
         }
@@ -1347,38 +1351,32 @@ fn pod_key(e: &ActivityEvent) -> u64 {
 
 /// The key of an event's process: its exec id, else (host, pid, start time).
 fn proc_key(e: &ActivityEvent) -> Option<u64> {
-    let mut g = schemas::id::parts(&[
+    let id = exec_key(e)?;
+    Some(key(&[
         e.tenant.as_bytes(),
         e.cluster.as_bytes(),
         e.hostname.as_bytes(),
-    ]);
+        id.bytes(),
+    ]))
+}
+
+/// The process's exec id as the agent names it; for an agent without one, the same
+/// `host:pid:start` form ingest gives Falco processes. Gathered on the stack: it is keyed
+/// for every event.
+fn exec_key(e: &ActivityEvent) -> Option<Gather> {
+    let mut id = Gather::default();
     if !e.exec_id.is_empty() {
-        g.part(e.exec_id.as_bytes());
+        id.push(e.exec_id.as_bytes());
     } else if e.pid != 0 && e.process_start_time != 0 {
-        // `exec_key(e)` as a part, without building the string.
-        let mut id = schemas::id::Gather::default();
         id.push(e.hostname.as_bytes())
             .push(b":")
             .decimal(e.pid)
             .push(b":")
             .decimal(e.process_start_time);
-        g.part(id.bytes());
     } else {
         return None;
     }
-    Some(g.xxh3_64())
-}
-
-/// The process's exec id as the agent names it; for an agent without one, the same
-/// `host:pid:start` form ingest gives Falco processes.
-fn exec_key(e: &ActivityEvent) -> String {
-    if !e.exec_id.is_empty() {
-        e.exec_id.clone()
-    } else if e.pid != 0 && e.process_start_time != 0 {
-        format!("{}:{}:{}", e.hostname, e.pid, e.process_start_time)
-    } else {
-        String::new()
-    }
+    Some(id)
 }
 
 #[cfg(test)]
@@ -1395,17 +1393,14 @@ mod tests {
             process_start_time: 1_767_000_000_123_456_789,
             ..Default::default()
         };
-        let by_parts = |e: &ActivityEvent| {
-            key(&[
-                e.tenant.as_bytes(),
-                e.cluster.as_bytes(),
-                e.hostname.as_bytes(),
-                exec_key(e).as_bytes(),
-            ])
-        };
-        assert_eq!(proc_key(&e), Some(by_parts(&e)));
+        let by_parts = |id: &str| key(&[b"t", b"c", b"node-1", id.as_bytes()]);
+        // Ingest's form of a Falco process's exec id.
+        assert_eq!(
+            proc_key(&e),
+            Some(by_parts("node-1:4242:1767000000123456789"))
+        );
         e.exec_id = "bm9kZS0xOjQyNDI6MTIz".into();
-        assert_eq!(proc_key(&e), Some(by_parts(&e)));
+        assert_eq!(proc_key(&e), Some(by_parts("bm9kZS0xOjQyNDI6MTIz")));
         e.exec_id.clear();
         e.pid = 0;
         assert_eq!(proc_key(&e), None);

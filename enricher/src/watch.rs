@@ -14,8 +14,10 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
@@ -148,16 +150,25 @@ pub fn start(
     (Stores::new(stores), tasks)
 }
 
-/// Watches the metadata of one kind of controller.
-async fn controllers<K>(cluster: &str, client: &Client, kind: Kind, store: &Store, grace: Duration)
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
+/// What kube's watcher needs of an object type.
+trait Watchable:
+    Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static
 {
+}
+
+impl<K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static> Watchable
+    for K
+{
+}
+
+/// Watches the metadata of one kind of controller.
+async fn controllers<K: Watchable>(
+    cluster: &str,
+    client: &Client,
+    kind: Kind,
+    store: &Store,
+    grace: Duration,
+) {
     let api = Api::<PartialObjectMeta<K>>::all(client.clone());
     watch(cluster, api, kind, store, grace, |m, o| {
         m.apply_controller(kind, &o.metadata)
@@ -167,21 +178,14 @@ where
 
 /// Runs one kind's watcher into the store, forever. `kind` must name `K` (checked: the
 /// store's sync bits and the RBAC check in the tests go by `kind`).
-async fn watch<K>(
+async fn watch<K: Watchable>(
     cluster: &str,
     api: Api<K>,
     kind: Kind,
     store: &Store,
     grace: Duration,
     apply: impl Fn(&mut ClusterMeta, &K),
-) where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
+) {
     assert_eq!(K::kind(&()), kind.name(), "watcher of the wrong kind");
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     consume(cluster, stream, kind, store, grace, apply).await;
