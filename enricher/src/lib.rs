@@ -89,22 +89,30 @@ impl Enrich {
     /// Enriches what the stores know now; returns the indexes still unknown.
     fn pass(&self, events: &mut [ActivityEvent], idx: &[usize]) -> Vec<usize> {
         let mut missing = Vec::new();
-        for &i in idx {
-            let e = &mut events[i];
-            let Some(store) = self.stores.get(&e.tenant, &e.cluster) else {
+        let mut rest = idx;
+        while let Some((&first, _)) = rest.split_first() {
+            // A run of events of one cluster (a message holds one partition's events: mostly
+            // one cluster's) under one look-up and one read lock.
+            let (tenant, cluster) = (&events[first].tenant, &events[first].cluster);
+            let run = rest
+                .iter()
+                .position(|&i| events[i].tenant != *tenant || events[i].cluster != *cluster)
+                .unwrap_or(rest.len());
+            let (this, next) = rest.split_at(run);
+            rest = next;
+            let Some(store) = self.stores.get(tenant, cluster) else {
                 continue;
             };
-            let ok = store
-                .meta
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .enrich(e);
-            if !ok {
-                if store.pods_synced() {
-                    missing.push(i);
-                } else {
-                    // The cluster's API is not (yet) reachable: no point waiting.
-                    e.enrichment = "partial".into();
+            let meta = store.meta.read().unwrap_or_else(|p| p.into_inner());
+            for &i in this {
+                let e = &mut events[i];
+                if !meta.enrich(e) {
+                    if store.pods_synced() {
+                        missing.push(i);
+                    } else {
+                        // The cluster's API is not (yet) reachable: no point waiting.
+                        e.enrichment = "partial".into();
+                    }
                 }
             }
         }

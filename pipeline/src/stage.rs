@@ -181,7 +181,9 @@ pub fn encode_by_partition<'a>(
 
 /// Decodes a batch message into valid events and the reasons of the lines that are not.
 pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
-    let mut events = Vec::new();
+    // Sized once: events are large, and growing the vector would copy them.
+    let lines = payload.iter().filter(|&&b| b == b'\n').count() + 1;
+    let mut events = Vec::with_capacity(lines);
     let mut bad = Vec::new();
     for item in batch::decode(payload) {
         match item {

@@ -7,6 +7,9 @@
 
 use crate::ActivityEvent;
 
+mod read;
+pub use read::{FIELDS, Field, Fields, FromValue, Value, read_event};
+
 /// Bytes that JSON strings must escape: `"`, `\` and the control characters.
 static ESCAPE: [bool; 256] = {
     let mut t = [false; 256];

@@ -1,7 +1,8 @@
 //! The writer's hot path: an event decoded *borrowing* from its JSON line (no allocation for
 //! strings without escapes) and encoded as one RowBinary row in [`crate::columns::COLUMNS`]
 //! order. [`write_row`] encodes an owned [`ActivityEvent`] through the same view, so there is
-//! one encoder; `EventView` mirrors `ActivityEvent` field for field (a test keeps them equal).
+//! one encoder; `EventView` mirrors `ActivityEvent` field for field (`schemas::impl_fields!`
+//! does not compile otherwise, and a test keeps the serde names equal).
 
 use schemas::{ActivityEvent, ActivityType, Source};
 use serde::Deserialize;
@@ -354,8 +355,11 @@ pub fn write_row(buf: &mut Vec<u8>, e: &ActivityEvent) {
 
 /// Decodes one JSON line borrowing from it.
 pub fn decode_view(line: &[u8]) -> Result<EventView<'_>, String> {
-    sonic_rs::from_slice(line).map_err(|e| e.to_string())
+    schemas::json::read_event(line)
+        .map_or_else(|| sonic_rs::from_slice(line).map_err(|e| e.to_string()), Ok)
 }
+
+schemas::impl_fields!('a, EventView<'a>);
 
 #[cfg(test)]
 mod tests {
@@ -400,6 +404,12 @@ mod tests {
         let e = full_event();
         let json = serde_json::to_vec(&e).unwrap();
         let view = decode_view(&json).unwrap();
+        // The fast path reads it, as serde does.
+        let serde: EventView = sonic_rs::from_slice(&json).unwrap();
+        assert_eq!(
+            schemas::json::read_event::<EventView>(&json).as_ref(),
+            Some(&serde)
+        );
         assert_eq!(
             view,
             EventView::from(&e),
