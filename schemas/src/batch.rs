@@ -62,13 +62,9 @@ pub struct BadLine {
     pub message: String,
 }
 
-/// Decodes one JSON line into an event: the encoder's own form by [`crate::json::read_event`]
-/// (the hot path of every stage), anything else by serde, which also explains what is wrong.
+/// Decodes one JSON line into an event ([`crate::json::decode`]; the hot path of every stage).
 pub fn decode_line(line: &[u8]) -> Result<ActivityEvent, String> {
-    crate::json::read_event(line).map_or_else(
-        || sonic_rs::from_slice::<ActivityEvent>(line).map_err(|e| e.to_string()),
-        Ok,
-    )
+    crate::json::decode(line)
 }
 
 /// Decodes a batch message; blank lines are skipped, bad lines reported with their number.

@@ -8,7 +8,7 @@
 use crate::ActivityEvent;
 
 mod read;
-pub use read::{FIELDS, Field, Fields, FromValue, Value, read_event};
+pub use read::{Field, Fields, FromValue, Value, decode, read_event};
 
 /// Bytes that JSON strings must escape: `"`, `\` and the control characters.
 static ESCAPE: [bool; 256] = {
@@ -23,27 +23,37 @@ static ESCAPE: [bool; 256] = {
     t
 };
 
-/// Whether `bytes` has anything to escape (a control character, `"` or `\\`), eight bytes at a
-/// time (most values are short and have nothing to escape).
-fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Non-zero iff a byte of `v` is below `n` (n <= 128; "hasless" of Bit Twiddling Hacks).
+/// The position of the first byte JSON strings must escape (a control character, `"` or `\\`)
+/// in `b` at or after `from`, eight bytes at a time (most values are short and have none).
+/// The encoder uses it to skip escaping, the reader to find a string's end.
+fn find_special(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // "Has a byte below n" (n <= 128; Bit Twiddling Hacks): its lowest flagged byte is exact,
+    // bytes above it may be false positives, so only the lowest is used.
     let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v & HIGH;
     let special = |v: u64| {
         below(v, 0x20) | below(v ^ (ONES * b'"' as u64), 1) | below(v ^ (ONES * b'\\' as u64), 1)
-            != 0
     };
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        if special(u64::from_ne_bytes(w.try_into().expect("8 bytes"))) {
-            return true;
+    let first = |at: usize, m: u64| (m != 0).then(|| at + (m.trailing_zeros() / 8) as usize);
+    let mut at = from;
+    while at + 8 <= b.len() {
+        let word = u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        if let Some(i) = first(at, special(word)) {
+            return Some(i);
         }
+        at += 8;
     }
-    let rest = words.remainder();
+    // The tail, padded with spaces (nothing to escape).
+    let rest = &b[at.min(b.len())..];
     let mut last = [b' '; 8];
     last[..rest.len()].copy_from_slice(rest);
-    special(u64::from_ne_bytes(last))
+    first(at, special(u64::from_le_bytes(last)))
+}
+
+/// Whether `bytes` has anything to escape.
+fn needs_escape(bytes: &[u8]) -> bool {
+    find_special(bytes, 0).is_some()
 }
 
 /// Appends `s` as a JSON string, escaped as serde_json does.
@@ -226,7 +236,7 @@ pub fn write_event(out: &mut Vec<u8>, e: &ActivityEvent) {
 
 #[cfg(test)]
 mod tests {
-    use super::needs_escape;
+    use super::{find_special, needs_escape};
 
     #[test]
     fn needs_escape_finds_every_special_byte_anywhere() {
@@ -239,6 +249,25 @@ mod tests {
                         let mut s = vec![fill; len];
                         s[pos] = byte;
                         assert_eq!(needs_escape(&s), naive(&s), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn find_special_finds_the_first() {
+        for len in 0..20 {
+            for pos in 0..len {
+                for byte in [
+                    0u8, 0x1f, b'"', b'\\', b' ', b'!', b'#', b'[', b']', 0x7f, 0xa9,
+                ] {
+                    let mut s = vec![b'a'; len];
+                    s[pos] = byte;
+                    let first = s.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\');
+                    for from in 0..=len {
+                        let want = first.filter(|&f| f >= from);
+                        assert_eq!(find_special(&s, from), want, "{s:?} from {from}");
                     }
                 }
             }

@@ -355,8 +355,7 @@ pub fn write_row(buf: &mut Vec<u8>, e: &ActivityEvent) {
 
 /// Decodes one JSON line borrowing from it.
 pub fn decode_view(line: &[u8]) -> Result<EventView<'_>, String> {
-    schemas::json::read_event(line)
-        .map_or_else(|| sonic_rs::from_slice(line).map_err(|e| e.to_string()), Ok)
+    schemas::json::decode(line)
 }
 
 schemas::impl_fields!('a, EventView<'a>);

@@ -5,11 +5,12 @@
 //! [`read_event`] takes exactly that form and nothing else. Keys are matched by looking ahead
 //! from the previous key in the encoder's order (usually the next one or two), strings borrow
 //! from the line unless they have escapes, and the line's UTF-8 is checked once. Anything else
-//! (whitespace, other key orders are fine but unknown or repeated keys are not, a value serde
-//! would refuse) gives `None`, and the caller decodes the line with serde, which accepts any
-//! JSON and says what is wrong. So the fast path can only be faster, never more lenient:
+//! (whitespace, unknown or repeated keys, a value serde would refuse; other key orders are
+//! fine) gives `None`, and [`decode`] hands the line to serde, which accepts any JSON and says
+//! what is wrong. So the fast path can only be faster, never more lenient:
 //! `tests::fast_path_never_disagrees_with_serde` checks it on mutated lines.
 
+use super::find_special;
 use std::borrow::Cow;
 
 /// Every field of the topic encoding in [`super::write_event`]'s order: the model's field name
@@ -56,7 +57,7 @@ macro_rules! field_table {
         pub enum Field { $($f),* }
 
         /// Each field with its key, in the encoder's order.
-        pub const FIELDS: &[(Field, &str)] = &[$((Field::$f, $k)),*];
+        const FIELDS: &[(Field, &str)] = &[$((Field::$f, $k)),*];
 
         /// Each key as the encoder writes it, quoted and with its colon.
         const QUOTED: &[&str] = &[$(concat!("\"", $k, "\":")),*];
@@ -228,6 +229,15 @@ impl FromValue<'_> for crate::Source {
 
 impl_fields!('a, crate::ActivityEvent);
 
+/// Decodes one line of the topic encoding: the encoder's own form by [`read_event`], any
+/// other line by serde (sonic-rs), which accepts any JSON and says what is wrong with a bad one.
+pub fn decode<'a, T>(line: &'a [u8]) -> Result<T, String>
+where
+    T: Fields<'a> + Default + serde::Deserialize<'a>,
+{
+    read_event(line).map_or_else(|| sonic_rs::from_slice(line).map_err(|e| e.to_string()), Ok)
+}
+
 /// Decodes one line of the topic encoding into a `T` (starting from its default), or `None`
 /// when the line is not in the form the encoder writes: decode it with serde then.
 pub fn read_event<'a, T: Fields<'a> + Default>(line: &'a [u8]) -> Option<T> {
@@ -263,30 +273,6 @@ pub fn read_event<'a, T: Fields<'a> + Default>(line: &'a [u8]) -> Option<T> {
 struct Reader<'a> {
     text: &'a str,
     pos: usize,
-}
-
-/// The position of the first `"`, `\` or control character in `b` at or after `from`,
-/// eight bytes at a time.
-fn find_special(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    // The lowest flagged byte of "has a byte below n" (Bit Twiddling Hacks) is exact; bytes
-    // above it may be false positives, which is why only the lowest is used.
-    let below = |v: u64, n: u8| v.wrapping_sub(ONES * n as u64) & !v & HIGH;
-    let special = |v: u64| {
-        below(v, 0x20) | below(v ^ (ONES * b'"' as u64), 1) | below(v ^ (ONES * b'\\' as u64), 1)
-    };
-    let mut at = from;
-    while at + 8 <= b.len() {
-        let m = special(u64::from_le_bytes(
-            b[at..at + 8].try_into().expect("8 bytes"),
-        ));
-        if m != 0 {
-            return Some(at + (m.trailing_zeros() / 8) as usize);
-        }
-        at += 8;
-    }
-    (at..b.len()).find(|&i| b[i] < 0x20 || b[i] == b'"' || b[i] == b'\\')
 }
 
 fn hex4(b: &[u8], at: usize) -> Option<u32> {
@@ -597,25 +583,6 @@ mod tests {
                 None,
                 "{refused}"
             );
-        }
-    }
-
-    #[test]
-    fn find_special_finds_the_first() {
-        for len in 0..20 {
-            for pos in 0..len {
-                for byte in [
-                    0u8, 0x1f, b'"', b'\\', b' ', b'!', b'#', b'[', b']', 0x7f, 0xa9,
-                ] {
-                    let mut s = vec![b'a'; len];
-                    s[pos] = byte;
-                    let first = s.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\');
-                    for from in 0..=len {
-                        let want = first.filter(|&f| f >= from);
-                        assert_eq!(find_special(&s, from), want, "{s:?} from {from}");
-                    }
-                }
-            }
         }
     }
 
