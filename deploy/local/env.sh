@@ -18,6 +18,9 @@ AA_CH_TCP_PORT="${AA_CH_TCP_PORT:-9000}"
 AA_BROKERS="127.0.0.1:$AA_KAFKA_PORT"
 AA_CH_URL="http://127.0.0.1:$AA_CH_HTTP_PORT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$AA_CACHE/target}"
+# Incremental caches of a debug build of the workspace reach tens of GB and only speed up
+# rebuilds after small edits; the scripts build from clean checkouts.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m[activity-audit]\033[0m %s\n' "$*" >&2; }

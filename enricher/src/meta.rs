@@ -26,6 +26,19 @@ pub struct Container {
     /// Runtime id without the `containerd://` scheme (empty until the kubelet reports it).
     pub id: String,
     pub image: String,
+    /// `id`'s short form, inline.
+    short: ShortId,
+}
+
+/// The first 12 bytes of a container id (Docker's short form), zero-padded when shorter: kept
+/// inline in the index, so a look-up compares bytes without following a pointer.
+type ShortId = [u8; 12];
+
+fn short_id(id: &str) -> ShortId {
+    let mut k = [0; 12];
+    let n = id.len().min(12);
+    k[..n].copy_from_slice(&id.as_bytes()[..n]);
+    k
 }
 
 /// An object's controlling owner: (kind, name).
@@ -76,9 +89,9 @@ pub const DEFAULT_DROPPED_LABELS: &[&str] = &[
 /// One cluster's metadata.
 #[derive(Debug, Default)]
 pub struct ClusterMeta {
-    pods: HashMap<(Arc<str>, String), Kept<PodMeta>>,
-    /// Container id (full, and its 12-character short form) -> (namespace, pod).
-    containers: HashMap<String, (Arc<str>, String)>,
+    pods: HashMap<(Arc<str>, String), Kept<Arc<PodMeta>>>,
+    /// Container id (its short form) -> the pod, shared with `pods`: one look-up per event.
+    containers: HashMap<ShortId, Arc<PodMeta>>,
     /// Controllers by (kind, namespace, name) -> their own controlling owner.
     controllers: HashMap<(Kind, Arc<str>, Arc<str>), Kept<Owner>>,
     /// Namespace -> its labels.
@@ -210,13 +223,15 @@ impl ClusterMeta {
         fn table<K, V>(n: usize) -> usize {
             n * 8 / 7 * (size_of::<K>() + size_of::<V>() + 1)
         }
-        let pods = table::<(Arc<str>, String), Kept<PodMeta>>(self.pods.len())
+        let pods = table::<(Arc<str>, String), Kept<Arc<PodMeta>>>(self.pods.len())
             + self
                 .pods
                 .iter()
                 .map(|((_, n), p)| {
                     let v = &p.value;
                     n.capacity()
+                        + 16
+                        + size_of::<PodMeta>()
                         + v.name.capacity()
                         + v.labels.capacity() * size_of::<Arc<str>>()
                         + v.containers.capacity() * size_of::<Container>()
@@ -226,12 +241,7 @@ impl ClusterMeta {
                             .sum::<usize>()
                 })
                 .sum::<usize>();
-        let containers = table::<String, (Arc<str>, String)>(self.containers.len())
-            + self
-                .containers
-                .iter()
-                .map(|(k, (_, p))| k.capacity() + p.capacity())
-                .sum::<usize>();
+        let containers = table::<ShortId, Arc<PodMeta>>(self.containers.len());
         let controllers = table::<(Kind, Arc<str>, Arc<str>), Kept<Owner>>(self.controllers.len());
         let namespaces = table::<Arc<str>, Kept<Vec<Arc<str>>>>(self.namespaces.len())
             + self
@@ -283,6 +293,7 @@ impl ClusterMeta {
                     name,
                     id: String::new(),
                     image: image.unwrap_or_default(),
+                    short: [0; 12],
                 });
             }
         }
@@ -296,37 +307,35 @@ impl ClusterMeta {
             for st in statuses {
                 let id = st.container_id.as_deref().map(runtime_id).unwrap_or("");
                 match containers.iter_mut().find(|c| c.name == st.name) {
-                    Some(c) => c.id = id.to_string(),
+                    Some(c) => {
+                        c.id = id.to_string();
+                        c.short = short_id(id);
+                    }
                     None => containers.push(Container {
                         name: st.name.clone(),
                         id: id.to_string(),
                         image: st.image.clone(),
+                        short: short_id(id),
                     }),
                 }
             }
         }
-        let key = (ns.clone(), name.clone());
-        // Ids the pod no longer has (a restarted container) stay mapped until the pod goes:
-        // late events of the old container still find their pod.
-        for c in &containers {
+        let meta = Arc::new(PodMeta {
+            namespace: ns.clone(),
+            name: name.clone(),
+            node,
+            owner,
+            labels,
+            containers,
+        });
+        // Ids the pod no longer has (a restarted container) stay mapped (to the pod as it was)
+        // until the pod goes: late events of the old container still find their pod.
+        for c in &meta.containers {
             if !c.id.is_empty() {
-                self.containers.insert(c.id.clone(), key.clone());
-                if c.id.len() > 12 {
-                    self.containers.insert(c.id[..12].to_string(), key.clone());
-                }
+                self.containers.insert(short_id(&c.id), meta.clone());
             }
         }
-        self.pods.insert(
-            key,
-            Kept::live(PodMeta {
-                namespace: ns,
-                name: name.clone(),
-                node,
-                owner,
-                labels,
-                containers,
-            }),
-        );
+        self.pods.insert((ns, name.clone()), Kept::live(meta));
     }
 
     /// A ReplicaSet, Deployment, StatefulSet, DaemonSet, Job or CronJob (its metadata).
@@ -422,7 +431,8 @@ impl ClusterMeta {
         self.pods.retain(|_, p| !expired(p.deleted));
         if self.pods.len() != before {
             let pods = &self.pods;
-            self.containers.retain(|_, k| pods.contains_key(k));
+            self.containers
+                .retain(|_, p| pods.contains_key(&(p.namespace.clone(), p.name.clone())));
         }
         self.controllers.retain(|_, p| !expired(p.deleted));
         self.namespaces.retain(|_, p| !expired(p.deleted));
@@ -479,15 +489,31 @@ impl ClusterMeta {
             .then(|| (Arc::from(parent.name()), prefix.clone()))
     }
 
-    fn pod_of(&self, e: &ActivityEvent) -> Option<&PodMeta> {
-        if !e.container_id.is_empty()
-            && let Some(key) = self.containers.get(e.container_id.as_str())
-        {
-            return self.pods.get(key).map(|p| &p.value);
+    /// The event's pod, and its container when the event's container id names one.
+    fn pod_of(&self, e: &ActivityEvent) -> Option<(&PodMeta, Option<&Container>)> {
+        let id = e.container_id.as_str();
+        if !id.is_empty() {
+            let short = short_id(id);
+            if let Some(pod) = self.containers.get(&short)
+                && let Some(c) = pod
+                    .containers
+                    .iter()
+                    .find(|c| c.short == short && (id.len() <= 12 || c.id.starts_with(id)))
+            {
+                return Some((pod, Some(c)));
+            }
         }
         if !e.pod.is_empty() {
             let key = (Arc::from(e.namespace.as_str()), e.pod.clone());
-            return self.pods.get(&key).map(|p| &p.value);
+            let pod = &*self.pods.get(&key)?.value;
+            let c = (!id.is_empty())
+                .then(|| {
+                    pod.containers
+                        .iter()
+                        .find(|c| !c.id.is_empty() && c.id.starts_with(id))
+                })
+                .flatten();
+            return Some((pod, c));
         }
         None
     }
@@ -507,7 +533,7 @@ impl ClusterMeta {
             }
             return true;
         }
-        let Some(pod) = self.pod_of(e) else {
+        let Some((pod, by_id)) = self.pod_of(e) else {
             return false;
         };
         e.namespace = pod.namespace.to_string();
@@ -533,9 +559,7 @@ impl ClusterMeta {
             .map(|n| n.value.iter().map(|l| l.to_string()).collect())
             .unwrap_or_default();
         let container = if !e.container_id.is_empty() {
-            pod.containers
-                .iter()
-                .find(|c| !c.id.is_empty() && c.id.starts_with(e.container_id.as_str()))
+            by_id
         } else {
             // An exec/attach names its container; a pod with one container has no doubt.
             let name = if e.container.is_empty() {

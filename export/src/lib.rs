@@ -492,9 +492,17 @@ impl Exporter {
 
     /// Encodes the planned records straight into Kafka messages of their export's framing,
     /// on the partition of each event's partition key.
-    fn encode(&self, events: &[ActivityEvent], plan: &Plan, partitions: &[i32]) -> Vec<Outgoing> {
+    /// `out` holds the records of the message's earlier chunks: their open ndjson messages
+    /// are filled up first.
+    fn encode(
+        &self,
+        events: &[ActivityEvent],
+        plan: &Plan,
+        partitions: &[i32],
+        mut out: Vec<Outgoing>,
+    ) -> Vec<Outgoing> {
         let routes = &self.inner.routes;
-        let mut out: Vec<Outgoing> = Vec::with_capacity(plan.items.len());
+        out.reserve(plan.items.len());
         let mut counts = vec![0u64; routes.len()];
         // ndjson: the message being filled per (export, topic, partition).
         let mut open: HashMap<(usize, usize, i32), usize> = HashMap::new();
@@ -530,12 +538,28 @@ impl Exporter {
                     let i = match open.get(&slot) {
                         Some(&i) => i,
                         None => {
-                            out.push(self.ndjson_message(ri, &plan.topics[ti], partition, e));
-                            open.insert(slot, out.len() - 1);
-                            out.len() - 1
+                            let next = self.ndjson_message(ri, &plan.topics[ti], partition, e);
+                            // An earlier chunk's message of this slot, else a new one.
+                            let i = out
+                                .iter()
+                                .rposition(|o| {
+                                    o.key.is_empty()
+                                        && o.partition == next.partition
+                                        && o.topic == next.topic
+                                        && o.headers == next.headers
+                                })
+                                .unwrap_or_else(|| {
+                                    out.push(next);
+                                    out.len() - 1
+                                });
+                            open.insert(slot, i);
+                            i
                         }
                     };
                     let buf = &mut out[i].payload;
+                    if buf.capacity() == 0 {
+                        buf.reserve(schemas::batch::MAX_MESSAGE_BYTES + 64 * 1024);
+                    }
                     let start = buf.len();
                     spec.format.write(e, cloud, buf);
                     buf.push(b'\n');
@@ -543,6 +567,8 @@ impl Exporter {
                         // Full: this line starts the next message.
                         let line = buf.split_off(start);
                         let mut next = self.ndjson_message(ri, &plan.topics[ti], partition, e);
+                        next.payload
+                            .reserve(schemas::batch::MAX_MESSAGE_BYTES + 64 * 1024);
                         next.payload.extend_from_slice(&line);
                         out.push(next);
                         open.insert(slot, out.len() - 1);
@@ -579,14 +605,14 @@ impl Exporter {
             topic: topic.to_string(),
             partition: Some(partition),
             key: String::new(),
-            payload: Vec::with_capacity(schemas::batch::MAX_MESSAGE_BYTES + 64 * 1024),
+            payload: Vec::new(),
             headers,
         }
     }
 }
 
 impl Emit for Exporter {
-    fn emit(&self, events: Vec<ActivityEvent>) -> Emitted {
+    fn emit(&self, events: Vec<ActivityEvent>, out: Vec<Outgoing>) -> Emitted {
         let this = self.clone();
         Box::pin(async move {
             let plan = this.plan(&events);
@@ -609,7 +635,7 @@ impl Emit for Exporter {
                     }
                 }
             };
-            this.encode(&events, &plan, &partitions)
+            this.encode(&events, &plan, &partitions, out)
         })
     }
 }

@@ -46,7 +46,10 @@ pub type Emitted = Pin<Box<dyn Future<Output = Vec<Outgoing>> + Send>>;
 
 /// How a stage encodes its output events as Kafka records.
 pub trait Emit: Send + Sync + 'static {
-    fn emit(&self, events: Vec<ActivityEvent>) -> Emitted;
+    /// Appends the records of `events` to `out`, the records of the earlier chunks of the same
+    /// input message: messages of one topic and partition continue where they ended, so a
+    /// message's chunks make the records its events would have made at once.
+    fn emit(&self, events: Vec<ActivityEvent>, out: Vec<Outgoing>) -> Emitted;
 }
 
 /// The internal topics' encoding: event batches, one partition of the partition key each.
@@ -67,12 +70,17 @@ impl EventBatches {
 }
 
 impl Emit for EventBatches {
-    fn emit(&self, events: Vec<ActivityEvent>) -> Emitted {
-        Box::pin(std::future::ready(encode_by_partition(
+    fn emit(&self, events: Vec<ActivityEvent>, mut out: Vec<Outgoing>) -> Emitted {
+        // A chunk starts a partition's message with room for the whole message: later chunks
+        // fill it without moving it.
+        encode_into(
             &events,
             &self.topic,
             self.partitions,
-        )))
+            &mut out,
+            batch::MAX_MESSAGE_BYTES + 64 * 1024,
+        );
+        Box::pin(std::future::ready(out))
     }
 }
 
@@ -159,33 +167,68 @@ pub fn encode_by_partition<'a>(
     topic: &str,
     partitions: i32,
 ) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    encode_into(events, topic, partitions, &mut out, 0);
+    out
+}
+
+/// [`encode_by_partition`], appending to `out`: the last message of each partition in `out`
+/// is filled up before a new one starts, which gets `capacity` bytes at once (0: sized to the
+/// events at hand).
+fn encode_into<'a>(
+    events: impl IntoIterator<Item = &'a ActivityEvent>,
+    topic: &str,
+    partitions: i32,
+    out: &mut Vec<Outgoing>,
+    capacity: usize,
+) {
     let mut groups: BTreeMap<i32, Vec<&ActivityEvent>> = BTreeMap::new();
     for e in events {
         let p = schemas::topics::partition_of(e, partitions);
         groups.entry(p).or_default().push(e);
     }
-    let mut out = Vec::with_capacity(groups.len());
+    let record = |partition: i32, payload: Vec<u8>| Outgoing {
+        topic: topic.to_string(),
+        partition: Some(partition),
+        key: String::new(),
+        payload,
+        headers: Vec::new(),
+    };
     for (partition, evs) in groups {
-        for payload in batch::encode(evs, batch::MAX_MESSAGE_BYTES) {
-            out.push(Outgoing {
-                topic: topic.to_string(),
-                partition: Some(partition),
-                key: String::new(),
-                payload,
-                headers: Vec::new(),
-            });
-        }
+        let open = out
+            .iter()
+            .rposition(|o| o.partition == Some(partition) && o.topic == topic);
+        let i = open.unwrap_or_else(|| {
+            out.push(record(partition, Vec::with_capacity(capacity)));
+            out.len() - 1
+        });
+        let more = batch::append(&mut out[i].payload, evs, batch::MAX_MESSAGE_BYTES);
+        out.extend(more.into_iter().map(|payload| record(partition, payload)));
     }
-    out
 }
 
 /// Decodes a batch message into valid events and the reasons of the lines that are not.
 pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
     // Sized once: events are large, and growing the vector would copy them.
     let lines = payload.iter().filter(|&&b| b == b'\n').count() + 1;
-    let mut events = Vec::with_capacity(lines);
     let mut bad = Vec::new();
-    for item in batch::decode(payload) {
+    let events = decode_chunk(&mut batch::decode(payload), lines, &mut bad);
+    (events, bad)
+}
+
+/// Events a stage decodes, transforms and encodes at a time. A message holds thousands of
+/// events (megabytes decoded); a chunk of them stays in the CPU cache from decode to encode,
+/// and its memory is reused by the next chunk.
+pub const CHUNK: usize = 256;
+
+/// Up to `n` valid events from `lines` (the reasons of the invalid ones go to `bad`).
+pub fn decode_chunk(
+    lines: &mut impl Iterator<Item = Result<ActivityEvent, batch::BadLine>>,
+    n: usize,
+    bad: &mut Vec<String>,
+) -> Vec<ActivityEvent> {
+    let mut events = Vec::with_capacity(n);
+    for item in lines {
         match item {
             Ok(e) => match e.validate() {
                 Ok(()) => events.push(e),
@@ -193,8 +236,78 @@ pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
             },
             Err(b) => bad.push(b.to_string()),
         }
+        if events.len() == n {
+            break;
+        }
     }
-    (events, bad)
+    events
+}
+
+/// One input message, decoded, transformed and encoded chunk by chunk ([`CHUNK`]): at once
+/// while the transform and the encoding are ready (the usual case), in order later from the
+/// first chunk whose transform waits (e.g. for metadata).
+struct Chunks {
+    /// The records of the chunks emitted so far, or the emitting that waits.
+    head: Result<Vec<Outgoing>, Emitted>,
+    /// Transformed chunks after the first that waited, in order.
+    tail: Vec<Transformed>,
+    events_in: usize,
+    events_out: usize,
+}
+
+fn process<T: Transform, E: Emit>(
+    payload: &[u8],
+    transform: &mut T,
+    emit: &std::sync::Arc<E>,
+    bad: &mut Vec<String>,
+) -> Chunks {
+    use futures::FutureExt;
+    let mut lines = batch::decode(payload);
+    let mut c = Chunks {
+        head: Ok(Vec::new()),
+        tail: Vec::new(),
+        events_in: 0,
+        events_out: 0,
+    };
+    loop {
+        let events = decode_chunk(&mut lines, CHUNK, bad);
+        if events.is_empty() {
+            // A chunk is short only at the end of the message.
+            return c;
+        }
+        c.events_in += events.len();
+        let mut transformed = transform.apply(events);
+        if c.tail.is_empty()
+            && let Ok(done) = &mut c.head
+            && let Some(out) = (&mut transformed).now_or_never()
+        {
+            c.events_out += out.len();
+            let mut emitted = emit.emit(out, std::mem::take(done));
+            c.head = match (&mut emitted).now_or_never() {
+                Some(records) => Ok(records),
+                None => Err(emitted),
+            };
+        } else {
+            c.tail.push(transformed);
+        }
+    }
+}
+
+impl Chunks {
+    /// The message's records and the number of events they carry, once every chunk is done.
+    async fn finish<E: Emit>(self, emit: &E) -> (Vec<Outgoing>, usize) {
+        let mut out = match self.head {
+            Ok(records) => records,
+            Err(emitted) => emitted.await,
+        };
+        let mut n = self.events_out;
+        for transformed in self.tail {
+            let events = transformed.await;
+            n += events.len();
+            out = emit.emit(events, out).await;
+        }
+        (out, n)
+    }
 }
 
 /// Runs the stage until `shutdown`, then drains what is in flight and commits.
@@ -239,24 +352,23 @@ pub async fn run<T: Transform, E: Emit>(
                 let payload = msg.payload().unwrap_or_default();
                 let span = tracing::debug_span!("message", stage, topic = %origin.topic, partition = origin.partition, offset = origin.offset);
                 let _g = span.enter();
-                let (events, bad) = decode_valid(payload);
+                let mut bad = Vec::new();
+                let chunks = process(payload, &mut transform, &emit, &mut bad);
                 let mut records = Vec::new();
                 if !bad.is_empty() {
                     tracing::warn!(stage, bad = bad.len(), "dead-lettering undecodable events");
                     records.push(dlq.record(payload.to_vec(), key, "undecodable", &bad.join("; "), &origin));
                 }
-                EVENTS_IN.with_label_values(&[stage]).inc_by(events.len() as u64);
-                let transformed = transform.apply(events);
+                EVENTS_IN.with_label_values(&[stage]).inc_by(chunks.events_in as u64);
                 let bus = bus.clone();
                 let sd = shutdown.clone();
                 let emit = emit.clone();
                 in_flight.push_back(Box::pin(async move {
-                    let out = transformed.await;
-                    BATCH_SIZE.with_label_values(&[stage]).observe(out.len() as f64);
-                    let n_out = out.len() as u64;
-                    records.extend(emit.emit(out).await);
+                    let (out, n_out) = chunks.finish(&*emit).await;
+                    BATCH_SIZE.with_label_values(&[stage]).observe(n_out as f64);
+                    records.extend(out);
                     bus.send_until_acked(&records, &sd).await?;
-                    EVENTS_OUT.with_label_values(&[stage]).inc_by(n_out);
+                    EVENTS_OUT.with_label_values(&[stage]).inc_by(n_out as u64);
                     Some((origin.topic, origin.partition, origin.offset))
                 }));
             }
@@ -304,5 +416,73 @@ mod tests {
         );
         let one = encode_by_partition(&events, "topic", 1);
         assert_eq!(one.len(), 1, "one message per partition");
+    }
+
+    /// Waits once (returns pending, then ready) on every other chunk.
+    struct SometimesLater(usize);
+
+    impl Transform for SometimesLater {
+        fn apply(&mut self, events: Vec<ActivityEvent>) -> Transformed {
+            self.0 += 1;
+            let mut wait = self.0.is_multiple_of(2);
+            Box::pin(async move {
+                futures::future::poll_fn(|cx| {
+                    if std::mem::take(&mut wait) {
+                        cx.waker().wake_by_ref();
+                        return std::task::Poll::Pending;
+                    }
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                events
+            })
+        }
+    }
+
+    #[test]
+    fn chunks_make_the_records_of_the_whole_message() {
+        let events: Vec<ActivityEvent> = (0..CHUNK * 5 + 17)
+            .map(|i| ActivityEvent {
+                id: format!("{i:032x}"),
+                tenant: "t".into(),
+                cluster: "c".into(),
+                namespace: "ns".into(),
+                pod: format!("pod-{}", i % 13),
+                timestamp: 1_700_000_000_000_000_000 + i as i64,
+                comm: "sh".into(),
+                ..Default::default()
+            })
+            .collect();
+        let mut payload = batch::encode(&events, usize::MAX).remove(0);
+        payload.extend_from_slice(b"{not json}\n");
+        let whole = encode_by_partition(&events, "out", 8);
+        assert!(whole.len() > 1);
+        let emit = std::sync::Arc::new(EventBatches {
+            topic: "out".into(),
+            partitions: 8,
+        });
+        let mut bad = Vec::new();
+        let c = process(&payload, &mut PassThrough, &emit, &mut bad);
+        assert!(
+            c.tail.is_empty() && c.head.is_ok(),
+            "all chunks done at once"
+        );
+        assert_eq!(c.events_in, events.len());
+        let (ready, n) = futures::executor::block_on(c.finish(&*emit));
+        let c = process(&payload, &mut SometimesLater(0), &emit, &mut Vec::new());
+        assert!(
+            !c.tail.is_empty(),
+            "chunks after the first that waits go later"
+        );
+        let (later, m) = futures::executor::block_on(c.finish(&*emit));
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        for (out, n) in [(ready, n), (later, m)] {
+            assert_eq!(n, events.len());
+            let key = |o: &Outgoing| (o.partition, o.payload.clone());
+            assert_eq!(
+                out.iter().map(key).collect::<Vec<_>>(),
+                whole.iter().map(key).collect::<Vec<_>>()
+            );
+        }
     }
 }

@@ -24,33 +24,50 @@ pub fn encode<'a>(
     events: impl IntoIterator<Item = &'a ActivityEvent>,
     max_bytes: usize,
 ) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut first = Vec::new();
+    let mut out = append(&mut first, events, max_bytes);
+    if !first.is_empty() {
+        out.insert(0, first);
+    }
+    out
+}
+
+/// Appends events to the message `buf` while it stays within `max_bytes`; returns the
+/// messages the rest fill (lines are `\n`-terminated, so a message continues where it ended).
+pub fn append<'a>(
+    buf: &mut Vec<u8>,
+    events: impl IntoIterator<Item = &'a ActivityEvent>,
+    max_bytes: usize,
+) -> Vec<Vec<u8>> {
+    let mut full: Vec<Vec<u8>> = Vec::new();
     let mut events = events.into_iter();
     let mut line_estimate: usize = 1024;
     while let Some(e) = events.next() {
-        if buf.is_empty() {
-            // One allocation per message instead of a doubling series of copies.
+        // The message being filled: `buf`, then each one started after it.
+        let open = match full.last_mut() {
+            Some(m) => m,
+            None => &mut *buf,
+        };
+        if open.capacity() - open.len() < line_estimate {
+            // Room for the events to come at once, instead of a doubling series of copies.
             let remaining = events.size_hint().0 + 1;
-            buf.reserve(max_bytes.min(line_estimate.saturating_mul(remaining)) + line_estimate);
+            let room = max_bytes.saturating_sub(open.len());
+            open.reserve(room.min(line_estimate.saturating_mul(remaining)) + line_estimate);
         }
         // Encoded in place; moved to the next message only if it overflows this one.
-        let start = buf.len();
-        push(&mut buf, e);
-        line_estimate = line_estimate.max(buf.len() - start);
-        if start > 0 && buf.len() > max_bytes {
+        let start = open.len();
+        push(open, e);
+        line_estimate = line_estimate.max(open.len() - start);
+        if start > 0 && open.len() > max_bytes {
             let mut next = Vec::with_capacity(
                 max_bytes.min(line_estimate * (events.size_hint().0 + 1)) + line_estimate,
             );
-            next.extend_from_slice(&buf[start..]);
-            buf.truncate(start);
-            out.push(std::mem::replace(&mut buf, next));
+            next.extend_from_slice(&open[start..]);
+            open.truncate(start);
+            full.push(next);
         }
     }
-    if !buf.is_empty() {
-        out.push(buf);
-    }
-    out
+    full
 }
 
 /// A line of a batch that is not a valid event.
@@ -140,6 +157,25 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(back, events);
+    }
+
+    #[test]
+    fn appending_in_pieces_makes_the_same_messages() {
+        let events: Vec<_> = (0..100).map(ev).collect();
+        let whole = encode(&events, 2_000);
+        for piece in [1, 7, 33, 100] {
+            let mut msgs: Vec<Vec<u8>> = Vec::new();
+            for chunk in events.chunks(piece) {
+                match msgs.last_mut() {
+                    Some(open) => {
+                        let more = append(open, chunk, 2_000);
+                        msgs.extend(more);
+                    }
+                    None => msgs = encode(chunk, 2_000),
+                }
+            }
+            assert_eq!(msgs, whole, "pieces of {piece}");
+        }
     }
 
     #[test]
