@@ -229,6 +229,7 @@ impl ClusterMeta {
                 .iter()
                 .map(|((_, n), p)| {
                     let v = &p.value;
+                    // The shared `Arc<PodMeta>`: two counts and the struct.
                     n.capacity()
                         + 16
                         + size_of::<PodMeta>()

@@ -16,7 +16,7 @@ use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::kafka::{Bus, Outgoing, TopicSetup, TopicSpec};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
-use pipeline::stage::{Emit, Emitted, PassThrough, StageConfig};
+use pipeline::stage::{Emit, Emitted, PassThrough, StageConfig, open_message};
 use prometheus::{IntCounterVec, register_int_counter_vec};
 use schemas::ActivityEvent;
 use schemas::filter::Expr;
@@ -538,27 +538,16 @@ impl Exporter {
                     let i = match open.get(&slot) {
                         Some(&i) => i,
                         None => {
-                            let next = self.ndjson_message(ri, &plan.topics[ti], partition, e);
                             // An earlier chunk's message of this slot, else a new one.
-                            let i = out
-                                .iter()
-                                .rposition(|o| {
-                                    o.key.is_empty()
-                                        && o.partition == next.partition
-                                        && o.topic == next.topic
-                                        && o.headers == next.headers
-                                })
-                                .unwrap_or_else(|| {
-                                    out.push(next);
-                                    out.len() - 1
-                                });
+                            let next = self.ndjson_message(ri, &plan.topics[ti], partition, e);
+                            let i = open_message(&mut out, next);
                             open.insert(slot, i);
                             i
                         }
                     };
                     let buf = &mut out[i].payload;
                     if buf.capacity() == 0 {
-                        buf.reserve(schemas::batch::MAX_MESSAGE_BYTES + 64 * 1024);
+                        buf.reserve(schemas::batch::MESSAGE_CAPACITY);
                     }
                     let start = buf.len();
                     spec.format.write(e, cloud, buf);
@@ -567,8 +556,7 @@ impl Exporter {
                         // Full: this line starts the next message.
                         let line = buf.split_off(start);
                         let mut next = self.ndjson_message(ri, &plan.topics[ti], partition, e);
-                        next.payload
-                            .reserve(schemas::batch::MAX_MESSAGE_BYTES + 64 * 1024);
+                        next.payload.reserve(schemas::batch::MESSAGE_CAPACITY);
                         next.payload.extend_from_slice(&line);
                         out.push(next);
                         open.insert(slot, out.len() - 1);

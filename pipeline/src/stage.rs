@@ -78,7 +78,7 @@ impl Emit for EventBatches {
             &self.topic,
             self.partitions,
             &mut out,
-            batch::MAX_MESSAGE_BYTES + 64 * 1024,
+            batch::MESSAGE_CAPACITY,
         );
         Box::pin(std::future::ready(out))
     }
@@ -195,16 +195,27 @@ fn encode_into<'a>(
         headers: Vec::new(),
     };
     for (partition, evs) in groups {
-        let open = out
-            .iter()
-            .rposition(|o| o.partition == Some(partition) && o.topic == topic);
-        let i = open.unwrap_or_else(|| {
-            out.push(record(partition, Vec::with_capacity(capacity)));
-            out.len() - 1
-        });
+        let i = open_message(out, record(partition, Vec::with_capacity(capacity)));
         let more = batch::append(&mut out[i].payload, evs, batch::MAX_MESSAGE_BYTES);
         out.extend(more.into_iter().map(|payload| record(partition, payload)));
     }
+}
+
+/// The index in `out` of the message `like` continues: the last one of the same topic,
+/// partition and headers with no key (a line-framed message an earlier chunk left open);
+/// `like` itself, pushed, when there is none.
+pub fn open_message(out: &mut Vec<Outgoing>, like: Outgoing) -> usize {
+    out.iter()
+        .rposition(|o| {
+            o.key.is_empty()
+                && o.partition == like.partition
+                && o.topic == like.topic
+                && o.headers == like.headers
+        })
+        .unwrap_or_else(|| {
+            out.push(like);
+            out.len() - 1
+        })
 }
 
 /// Decodes a batch message into valid events and the reasons of the lines that are not.
@@ -258,7 +269,7 @@ struct Chunks {
 fn process<T: Transform, E: Emit>(
     payload: &[u8],
     transform: &mut T,
-    emit: &std::sync::Arc<E>,
+    emit: &E,
     bad: &mut Vec<String>,
 ) -> Chunks {
     use futures::FutureExt;
@@ -272,7 +283,7 @@ fn process<T: Transform, E: Emit>(
     loop {
         let events = decode_chunk(&mut lines, CHUNK, bad);
         if events.is_empty() {
-            // A chunk is short only at the end of the message.
+            // No line left.
             return c;
         }
         c.events_in += events.len();
@@ -353,7 +364,7 @@ pub async fn run<T: Transform, E: Emit>(
                 let span = tracing::debug_span!("message", stage, topic = %origin.topic, partition = origin.partition, offset = origin.offset);
                 let _g = span.enter();
                 let mut bad = Vec::new();
-                let chunks = process(payload, &mut transform, &emit, &mut bad);
+                let chunks = process(payload, &mut transform, &*emit, &mut bad);
                 let mut records = Vec::new();
                 if !bad.is_empty() {
                     tracing::warn!(stage, bad = bad.len(), "dead-lettering undecodable events");
@@ -462,14 +473,14 @@ mod tests {
             partitions: 8,
         });
         let mut bad = Vec::new();
-        let c = process(&payload, &mut PassThrough, &emit, &mut bad);
+        let c = process(&payload, &mut PassThrough, &*emit, &mut bad);
         assert!(
             c.tail.is_empty() && c.head.is_ok(),
             "all chunks done at once"
         );
         assert_eq!(c.events_in, events.len());
         let (ready, n) = futures::executor::block_on(c.finish(&*emit));
-        let c = process(&payload, &mut SometimesLater(0), &emit, &mut Vec::new());
+        let c = process(&payload, &mut SometimesLater(0), &*emit, &mut Vec::new());
         assert!(
             !c.tail.is_empty(),
             "chunks after the first that waits go later"

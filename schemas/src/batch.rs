@@ -12,6 +12,10 @@ pub const CONTENT_TYPE: &str = "application/x-ndjson";
 /// Largest message we produce: well under the brokers' common 1 MiB default.
 pub const MAX_MESSAGE_BYTES: usize = 900 * 1024;
 
+/// Room to reserve for a message filled in several steps: a full message and the line that
+/// overflows it, so it is never moved while it fills.
+pub const MESSAGE_CAPACITY: usize = MAX_MESSAGE_BYTES + 64 * 1024;
+
 /// Appends one event as a JSON line.
 pub fn push(buf: &mut Vec<u8>, event: &ActivityEvent) {
     crate::json::write_event(buf, event);
