@@ -40,6 +40,10 @@ pub struct EnricherConfig {
     pub wait_ms: u64,
     /// How long deleted objects are kept for late events, ms.
     pub deleted_grace_ms: u64,
+    /// How long the stage waits at start for every cluster's first pod list before it reads
+    /// events, ms (events read before would go on partially enriched; a cluster still
+    /// unreachable then is logged, and its events go on partially enriched until it answers).
+    pub list_wait_ms: u64,
     /// Pod and namespace label keys not copied onto events: the ones that differ between
     /// replicas of one workload (hashes, uids, indexes) by default.
     pub drop_labels: Vec<String>,
@@ -57,6 +61,7 @@ impl Default for EnricherConfig {
             clusters: Vec::new(),
             wait_ms: 2_000,
             deleted_grace_ms: 300_000,
+            list_wait_ms: 30_000,
             drop_labels: meta::DEFAULT_DROPPED_LABELS
                 .iter()
                 .map(|k| k.to_string())
@@ -156,6 +161,30 @@ impl Transform for Enrich {
     }
 }
 
+/// Waits until every cluster's pods were listed once, at most `limit` (or until shutdown),
+/// as a controller waits for its caches: events read before would go on partially enriched.
+async fn listed(stores: &Stores, limit: Duration, shutdown: &Shutdown) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let waiting: Vec<String> = stores
+            .iter()
+            .filter(|(_, _, s)| !s.pods_synced())
+            .map(|(tenant, cluster, _)| format!("{tenant}/{cluster}"))
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
+            tracing::warn!(
+                ?waiting,
+                "clusters not listed yet: their events go on partially enriched until they are"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn run(cfg: EnricherConfig, ready: Readiness, shutdown: Shutdown) -> anyhow::Result<()> {
     let (stores, tasks) = watch::start(
         &cfg.clusters,
@@ -166,6 +195,7 @@ pub async fn run(cfg: EnricherConfig, ready: Readiness, shutdown: Shutdown) -> a
         clusters = cfg.clusters.len(),
         "enricher clusters configured"
     );
+    listed(&stores, Duration::from_millis(cfg.list_wait_ms), &shutdown).await;
     let transform = Enrich {
         stores,
         wait: Duration::from_millis(cfg.wait_ms),

@@ -4,6 +4,12 @@
 //! each, to walk Pod -> ReplicaSet -> Deployment and Pod -> Job -> CronJob); namespaces' labels;
 //! nodes' hostnames.
 //!
+//! What an event gets from its pod (namespace, pod, node, workload, pod and namespace labels,
+//! each container's name, image and id) is resolved ahead into one block of text per pod
+//! ([`Assets`]): enriching an event is one look-up and copies from one place. A change of a
+//! controller or a namespace marks its namespace for [`ClusterMeta::refresh`]; until then, that
+//! namespace's events are resolved on the spot.
+//!
 //! Deleted objects stay for a grace period, so late agent events about a pod that just went
 //! away are still enriched. A re-list (watch restart) that no longer contains an object counts
 //! as its deletion. Names and labels many pods share are interned, and forgotten with the last
@@ -19,15 +25,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A container of a pod.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Container {
-    pub name: String,
-    /// Runtime id without the `containerd://` scheme (empty until the kubelet reports it).
-    pub id: String,
-    pub image: String,
-    /// `id`'s short form, inline.
-    short: ShortId,
+/// A container of a pod, as listed: name, image and runtime id without the `containerd://`
+/// scheme (empty until the kubelet reports it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Container<'a> {
+    name: &'a str,
+    image: &'a str,
+    id: &'a str,
 }
 
 /// The first 12 bytes of a container id (Docker's short form), zero-padded when shorter: kept
@@ -44,16 +48,127 @@ fn short_id(id: &str) -> ShortId {
 /// An object's controlling owner: (kind, name).
 type Owner = Option<(Arc<str>, Arc<str>)>;
 
-/// What events need of a pod.
+/// What resolving a pod's [`Assets`] needs of it besides its containers.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PodMeta {
-    pub namespace: Arc<str>,
-    pub name: String,
-    pub node: Arc<str>,
-    pub owner: Owner,
+struct PodMeta {
+    namespace: Arc<str>,
+    name: String,
+    node: Arc<str>,
+    owner: Owner,
     /// `key=value`, sorted, without the per-replica labels the config drops.
-    pub labels: Vec<Arc<str>>,
-    pub containers: Vec<Container>,
+    labels: Vec<Arc<str>>,
+}
+
+/// A pod: what it is, and what its events get.
+#[derive(Debug)]
+struct KnownPod {
+    meta: PodMeta,
+    assets: Arc<Assets>,
+}
+
+/// What an event gets from its pod, resolved ahead: namespace, pod, node, workload kind and
+/// name, pod labels, namespace labels, then name, image and id of each container, one after
+/// the other in one text (an event's look-up reads one place, not a dozen).
+#[derive(Debug, Default, PartialEq)]
+pub struct Assets {
+    text: String,
+    /// Where each part ends in `text`.
+    ends: Vec<u32>,
+    pod_labels: u32,
+    namespace_labels: u32,
+    /// Whether the pod has an owner (else the workload parts are empty and not written).
+    workload: bool,
+}
+
+const NAMESPACE: usize = 0;
+const POD: usize = 1;
+const NODE: usize = 2;
+const WORKLOAD_KIND: usize = 3;
+const WORKLOAD_NAME: usize = 4;
+const LABELS: usize = 5;
+
+/// `field = value`, in the field's own buffer.
+fn set(field: &mut String, value: &str) {
+    field.clear();
+    field.push_str(value);
+}
+
+/// `field = values`, in the list's own buffers.
+fn set_list<'a>(field: &mut Vec<String>, values: impl ExactSizeIterator<Item = &'a str>) {
+    field.truncate(values.len());
+    for (i, v) in values.enumerate() {
+        match field.get_mut(i) {
+            Some(f) => set(f, v),
+            None => field.push(v.to_string()),
+        }
+    }
+}
+
+impl Assets {
+    fn push(&mut self, part: &str) {
+        self.text.push_str(part);
+        self.ends.push(self.text.len() as u32);
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p] as usize);
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    fn parts(&self, from: usize, n: u32) -> impl ExactSizeIterator<Item = &str> {
+        (from..from + n as usize).map(|i| self.part(i))
+    }
+
+    /// Where the containers' parts start.
+    fn containers_at(&self) -> usize {
+        LABELS + (self.pod_labels + self.namespace_labels) as usize
+    }
+
+    fn container(&self, i: usize) -> Container<'_> {
+        let at = self.containers_at() + 3 * i;
+        Container {
+            name: self.part(at),
+            image: self.part(at + 1),
+            id: self.part(at + 2),
+        }
+    }
+
+    fn containers(&self) -> impl Iterator<Item = Container<'_>> {
+        (0..(self.ends.len() - self.containers_at()) / 3).map(|i| self.container(i))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
+
+    /// Writes the pod's fields (and its container `container`'s) into the event.
+    fn write(&self, e: &mut ActivityEvent, container: Option<usize>) {
+        set(&mut e.namespace, self.part(NAMESPACE));
+        set(&mut e.pod, self.part(POD));
+        let node = self.part(NODE);
+        if !node.is_empty() {
+            set(&mut e.node, node);
+        }
+        if self.workload {
+            set(&mut e.workload_kind, self.part(WORKLOAD_KIND));
+            set(&mut e.workload_name, self.part(WORKLOAD_NAME));
+        }
+        set_list(&mut e.pod_labels, self.parts(LABELS, self.pod_labels));
+        set_list(
+            &mut e.namespace_labels,
+            self.parts(LABELS + self.pod_labels as usize, self.namespace_labels),
+        );
+        if let Some(c) = container.map(|i| self.container(i)) {
+            set(&mut e.container_name, c.name);
+            if !c.image.is_empty() {
+                set(&mut e.container_image, c.image);
+            }
+            if !c.id.is_empty() {
+                set(&mut e.container_id, c.id);
+            }
+        }
+        set(&mut e.enrichment, "api");
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,9 +204,13 @@ pub const DEFAULT_DROPPED_LABELS: &[&str] = &[
 /// One cluster's metadata.
 #[derive(Debug, Default)]
 pub struct ClusterMeta {
-    pods: HashMap<(Arc<str>, String), Kept<Arc<PodMeta>>>,
-    /// Container id (its short form) -> the pod, shared with `pods`: one look-up per event.
-    containers: HashMap<ShortId, Arc<PodMeta>>,
+    pods: HashMap<(Arc<str>, String), Kept<KnownPod>>,
+    /// Container id (its short form) -> the pod's assets (shared with `pods`) and which of
+    /// its containers: one look-up per event.
+    containers: HashMap<ShortId, (Arc<Assets>, usize)>,
+    /// Namespaces whose pods' assets may be out of date (a controller or the namespace
+    /// changed): resolved on the spot until [`ClusterMeta::refresh`].
+    dirty: HashSet<Arc<str>>,
     /// Controllers by (kind, namespace, name) -> their own controlling owner.
     controllers: HashMap<(Kind, Arc<str>, Arc<str>), Kept<Owner>>,
     /// Namespace -> its labels.
@@ -223,26 +342,22 @@ impl ClusterMeta {
         fn table<K, V>(n: usize) -> usize {
             n * 8 / 7 * (size_of::<K>() + size_of::<V>() + 1)
         }
-        let pods = table::<(Arc<str>, String), Kept<Arc<PodMeta>>>(self.pods.len())
+        let pods = table::<(Arc<str>, String), Kept<KnownPod>>(self.pods.len())
             + self
                 .pods
                 .iter()
                 .map(|((_, n), p)| {
-                    let v = &p.value;
-                    // The shared `Arc<PodMeta>`: two counts and the struct.
+                    let p = &p.value;
+                    // The shared `Arc<Assets>`: two counts, the struct and its text.
                     n.capacity()
+                        + p.meta.name.capacity()
+                        + p.meta.labels.capacity() * size_of::<Arc<str>>()
                         + 16
-                        + size_of::<PodMeta>()
-                        + v.name.capacity()
-                        + v.labels.capacity() * size_of::<Arc<str>>()
-                        + v.containers.capacity() * size_of::<Container>()
-                        + v.containers
-                            .iter()
-                            .map(|c| c.name.capacity() + c.id.capacity() + c.image.capacity())
-                            .sum::<usize>()
+                        + size_of::<Assets>()
+                        + p.assets.heap_bytes()
                 })
                 .sum::<usize>();
-        let containers = table::<ShortId, Arc<PodMeta>>(self.containers.len());
+        let containers = table::<ShortId, (Arc<Assets>, usize)>(self.containers.len());
         let controllers = table::<(Kind, Arc<str>, Arc<str>), Kept<Owner>>(self.controllers.len());
         let namespaces = table::<Arc<str>, Kept<Vec<Arc<str>>>>(self.namespaces.len())
             + self
@@ -276,25 +391,24 @@ impl ClusterMeta {
             let specs = spec
                 .containers
                 .iter()
-                .map(|c| (c.name.clone(), c.image.clone()))
+                .map(|c| (&c.name, &c.image))
                 .chain(
                     spec.init_containers
                         .iter()
                         .flatten()
-                        .map(|c| (c.name.clone(), c.image.clone())),
+                        .map(|c| (&c.name, &c.image)),
                 )
                 .chain(
                     spec.ephemeral_containers
                         .iter()
                         .flatten()
-                        .map(|c| (c.name.clone(), c.image.clone())),
+                        .map(|c| (&c.name, &c.image)),
                 );
             for (name, image) in specs {
                 containers.push(Container {
                     name,
-                    id: String::new(),
-                    image: image.unwrap_or_default(),
-                    short: [0; 12],
+                    image: image.as_deref().unwrap_or(""),
+                    id: "",
                 });
             }
         }
@@ -308,35 +422,100 @@ impl ClusterMeta {
             for st in statuses {
                 let id = st.container_id.as_deref().map(runtime_id).unwrap_or("");
                 match containers.iter_mut().find(|c| c.name == st.name) {
-                    Some(c) => {
-                        c.id = id.to_string();
-                        c.short = short_id(id);
-                    }
+                    Some(c) => c.id = id,
                     None => containers.push(Container {
-                        name: st.name.clone(),
-                        id: id.to_string(),
-                        image: st.image.clone(),
-                        short: short_id(id),
+                        name: &st.name,
+                        image: &st.image,
+                        id,
                     }),
                 }
             }
         }
-        let meta = Arc::new(PodMeta {
+        let meta = PodMeta {
             namespace: ns.clone(),
             name: name.clone(),
             node,
             owner,
             labels,
-            containers,
-        });
-        // Ids the pod no longer has (a restarted container) stay mapped (to the pod as it was)
-        // until the pod goes: late events of the old container still find their pod.
-        for c in &meta.containers {
+        };
+        let assets = self.assets(&meta, containers);
+        self.pods
+            .insert((ns, name.clone()), Kept::live(KnownPod { meta, assets }));
+    }
+
+    /// Resolves a pod's assets and maps its containers' ids to them. Ids the pod no longer
+    /// has (a restarted container) stay mapped to the pod as it was until the pod goes: late
+    /// events of the old container still find their pod.
+    fn assets<'a>(
+        &mut self,
+        meta: &PodMeta,
+        containers: impl IntoIterator<Item = Container<'a>>,
+    ) -> Arc<Assets> {
+        let assets = Arc::new(self.resolve(meta, containers));
+        for (i, c) in assets.containers().enumerate() {
             if !c.id.is_empty() {
-                self.containers.insert(short_id(&c.id), meta.clone());
+                self.containers.insert(short_id(c.id), (assets.clone(), i));
             }
         }
-        self.pods.insert((ns, name.clone()), Kept::live(meta));
+        assets
+    }
+
+    /// What events of the pod get, from what is known now.
+    fn resolve<'a>(
+        &self,
+        meta: &PodMeta,
+        containers: impl IntoIterator<Item = Container<'a>>,
+    ) -> Assets {
+        let mut a = Assets::default();
+        a.push(&meta.namespace);
+        a.push(&meta.name);
+        a.push(&meta.node);
+        let workload = self.workload(meta);
+        a.workload = workload.is_some();
+        let (kind, name) = workload.unzip();
+        a.push(kind.as_deref().unwrap_or(""));
+        a.push(name.as_deref().unwrap_or(""));
+        for l in &meta.labels {
+            a.push(l);
+        }
+        a.pod_labels = meta.labels.len() as u32;
+        if let Some(ns) = self.namespaces.get(&*meta.namespace) {
+            for l in &ns.value {
+                a.push(l);
+            }
+            a.namespace_labels = ns.value.len() as u32;
+        }
+        for c in containers {
+            a.push(c.name);
+            a.push(c.image);
+            a.push(c.id);
+        }
+        a.text.shrink_to_fit();
+        a.ends.shrink_to_fit();
+        a
+    }
+
+    /// Resolves again the assets of the pods of the namespaces whose controllers or labels
+    /// changed. The watchers call it after every change they apply (not while listing).
+    pub fn refresh(&mut self) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let keys: Vec<_> = self
+            .pods
+            .keys()
+            .filter(|(ns, _)| dirty.contains(ns))
+            .cloned()
+            .collect();
+        for key in keys {
+            let pod = &self.pods[&key].value;
+            let (meta, old) = (pod.meta.clone(), pod.assets.clone());
+            let assets = self.assets(&meta, old.containers());
+            if let Some(p) = self.pods.get_mut(&key) {
+                p.value.assets = assets;
+            }
+        }
     }
 
     /// A ReplicaSet, Deployment, StatefulSet, DaemonSet, Job or CronJob (its metadata).
@@ -344,6 +523,9 @@ impl ClusterMeta {
         if let (Some(ns), Some(name)) = (&meta.namespace, &meta.name) {
             let key = (kind, self.intern(ns), self.intern(name));
             let owner = self.owner(meta);
+            if self.controllers.get(&key).is_none_or(|c| c.value != owner) {
+                self.dirty.insert(key.1.clone());
+            }
             self.controllers.insert(key, Kept::live(owner));
         }
     }
@@ -352,6 +534,9 @@ impl ClusterMeta {
         if let Some(name) = &meta.name {
             let name = self.intern(name);
             let labels = self.labels(meta.labels.as_ref());
+            if self.namespaces.get(&name).is_none_or(|n| n.value != labels) {
+                self.dirty.insert(name.clone());
+            }
             self.namespaces.insert(name, Kept::live(labels));
         }
     }
@@ -432,11 +617,25 @@ impl ClusterMeta {
         self.pods.retain(|_, p| !expired(p.deleted));
         if self.pods.len() != before {
             let pods = &self.pods;
-            self.containers
-                .retain(|_, p| pods.contains_key(&(p.namespace.clone(), p.name.clone())));
+            self.containers.retain(|_, (a, _)| {
+                pods.contains_key(&(Arc::from(a.part(NAMESPACE)), a.part(POD).to_string()))
+            });
         }
-        self.controllers.retain(|_, p| !expired(p.deleted));
-        self.namespaces.retain(|_, p| !expired(p.deleted));
+        let dirty = &mut self.dirty;
+        self.controllers.retain(|(_, ns, _), p| {
+            let keep = !expired(p.deleted);
+            if !keep {
+                dirty.insert(ns.clone());
+            }
+            keep
+        });
+        self.namespaces.retain(|ns, p| {
+            let keep = !expired(p.deleted);
+            if !keep {
+                dirty.insert(ns.clone());
+            }
+            keep
+        });
         self.nodes.retain(|_, p| !expired(p.deleted));
         self.names.retain(|n| Arc::strong_count(n) > 1);
     }
@@ -490,31 +689,26 @@ impl ClusterMeta {
             .then(|| (Arc::from(parent.name()), prefix.clone()))
     }
 
-    /// The event's pod, and its container when the event's container id names one.
-    fn pod_of(&self, e: &ActivityEvent) -> Option<(&PodMeta, Option<&Container>)> {
+    /// The event's pod's assets, and its container when the event's container id names one.
+    fn pod_of(&self, e: &ActivityEvent) -> Option<(&Arc<Assets>, Option<usize>)> {
         let id = e.container_id.as_str();
-        if !id.is_empty() {
-            let short = short_id(id);
-            if let Some(pod) = self.containers.get(&short)
-                && let Some(c) = pod
-                    .containers
-                    .iter()
-                    .find(|c| c.short == short && (id.len() <= 12 || c.id.starts_with(id)))
-            {
-                return Some((pod, Some(c)));
-            }
+        if !id.is_empty()
+            && let Some((assets, i)) = self.containers.get(&short_id(id))
+            && (id.len() <= 12 || assets.container(*i).id.starts_with(id))
+        {
+            return Some((assets, Some(*i)));
         }
         if !e.pod.is_empty() {
             let key = (Arc::from(e.namespace.as_str()), e.pod.clone());
-            let pod = &*self.pods.get(&key)?.value;
+            let assets = &self.pods.get(&key)?.value.assets;
             let c = (!id.is_empty())
                 .then(|| {
-                    pod.containers
-                        .iter()
-                        .find(|c| !c.id.is_empty() && c.id.starts_with(id))
+                    assets
+                        .containers()
+                        .position(|c| !c.id.is_empty() && c.id.starts_with(id))
                 })
                 .flatten();
-            return Some((pod, c));
+            return Some((assets, c));
         }
         None
     }
@@ -534,31 +728,22 @@ impl ClusterMeta {
             }
             return true;
         }
-        let Some((pod, by_id)) = self.pod_of(e) else {
+        let Some((assets, by_id)) = self.pod_of(e) else {
             return false;
         };
-        e.namespace = pod.namespace.to_string();
-        e.pod.clone_from(&pod.name);
-        if !pod.node.is_empty() {
-            e.node = pod.node.to_string();
-            if e.hostname.is_empty() {
-                e.hostname = self
-                    .nodes
-                    .get(&*pod.node)
-                    .map(|h| h.value.clone())
-                    .unwrap_or_else(|| pod.node.to_string());
+        let fresh;
+        let mut assets = &**assets;
+        if !self.dirty.is_empty() && self.dirty.contains(assets.part(NAMESPACE)) {
+            // Its namespace changed since the last refresh: resolve it now.
+            let key = (
+                Arc::from(assets.part(NAMESPACE)),
+                assets.part(POD).to_string(),
+            );
+            if let Some(pod) = self.pods.get(&key) {
+                fresh = self.resolve(&pod.value.meta, assets.containers());
+                assets = &fresh;
             }
         }
-        if let Some((kind, name)) = self.workload(pod) {
-            e.workload_kind = kind.to_string();
-            e.workload_name = name.to_string();
-        }
-        e.pod_labels = pod.labels.iter().map(|l| l.to_string()).collect();
-        e.namespace_labels = self
-            .namespaces
-            .get(&*pod.namespace)
-            .map(|n| n.value.iter().map(|l| l.to_string()).collect())
-            .unwrap_or_default();
         let container = if !e.container_id.is_empty() {
             by_id
         } else {
@@ -568,21 +753,20 @@ impl ClusterMeta {
             } else {
                 e.container.as_str()
             };
-            pod.containers
-                .iter()
-                .find(|c| c.name == name)
-                .or_else(|| (pod.containers.len() == 1).then(|| &pod.containers[0]))
+            let n = assets.containers().count();
+            assets
+                .containers()
+                .position(|c| c.name == name)
+                .or((n == 1).then_some(0))
         };
-        if let Some(c) = container {
-            e.container_name.clone_from(&c.name);
-            if !c.image.is_empty() {
-                e.container_image.clone_from(&c.image);
-            }
-            if !c.id.is_empty() {
-                e.container_id.clone_from(&c.id);
+        let node = assets.part(NODE);
+        if !node.is_empty() && e.hostname.is_empty() {
+            match self.nodes.get(node) {
+                Some(h) => set(&mut e.hostname, &h.value),
+                None => set(&mut e.hostname, node),
             }
         }
-        e.enrichment = "api".into();
+        assets.write(e, container);
         true
     }
 }
@@ -675,6 +859,58 @@ mod tests {
             m.names.contains("shop"),
             "the namespace still uses its name"
         );
+    }
+
+    #[test]
+    fn assets_follow_controllers_and_namespaces_that_change_after_the_pod() {
+        let mut m = ClusterMeta::default();
+        m.apply_pod(&pod(
+            "web-7d9-x1",
+            ("ReplicaSet", "web-7d9"),
+            &[("app", "web")],
+        ));
+        m.refresh();
+        let before = enriched(&m, "web-7d9-x1");
+        assert_eq!(
+            (before.workload_kind.as_str(), before.workload_name.as_str()),
+            ("ReplicaSet", "web-7d9")
+        );
+        assert!(before.namespace_labels.is_empty());
+        // The Deployment and the namespace's labels arrive after the pod.
+        m.apply_controller(Kind::Deployment, &meta("web", Some("shop"), None, &[]));
+        m.apply_namespace(&meta("shop", None, None, &[("team", "pay")]));
+        // Before the refresh, on the spot; after it, from the assets: the same.
+        let spot = enriched(&m, "web-7d9-x1");
+        m.refresh();
+        assert!(m.dirty.is_empty());
+        let ahead = enriched(&m, "web-7d9-x1");
+        assert_eq!(spot, ahead);
+        assert_eq!(
+            (ahead.workload_kind.as_str(), ahead.workload_name.as_str()),
+            ("Deployment", "web")
+        );
+        assert_eq!(ahead.namespace_labels, ["team=pay"]);
+        assert_eq!(ahead.pod_labels, ["app=web"]);
+        // An unchanged controller seen again (a status update) changes nothing.
+        m.apply_controller(Kind::Deployment, &meta("web", Some("shop"), None, &[]));
+        assert!(m.dirty.is_empty());
+    }
+
+    #[test]
+    fn events_keep_their_buffers_and_lists_shrink() {
+        let mut m = ClusterMeta::default();
+        m.apply_pod(&pod("a", ("StatefulSet", "a"), &[("x", "1")]));
+        m.refresh();
+        let mut e = ActivityEvent {
+            namespace: "shop".into(),
+            pod: "a".into(),
+            pod_labels: vec!["old=1".into(), "old=2".into(), "old=3".into()],
+            ..Default::default()
+        };
+        assert!(m.enrich(&mut e));
+        assert_eq!(e.pod_labels, ["x=1"]);
+        assert_eq!(e.container_name, "app", "the pod's only container");
+        assert_eq!(e.enrichment, "api");
     }
 
     #[test]

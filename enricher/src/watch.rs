@@ -55,7 +55,8 @@ fn bit(kind: Kind) -> u16 {
 }
 
 impl Store {
-    pub fn new(meta: ClusterMeta) -> Self {
+    pub fn new(mut meta: ClusterMeta) -> Self {
+        meta.refresh();
         Store {
             meta: RwLock::new(meta),
             ..Default::default()
@@ -88,6 +89,15 @@ impl Stores {
 
     pub fn get(&self, tenant: &str, cluster: &str) -> Option<&Arc<Store>> {
         self.0.get(tenant)?.get(cluster)
+    }
+
+    /// Every store, with its tenant and cluster.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Arc<Store>)> {
+        self.0.iter().flat_map(|(tenant, clusters)| {
+            clusters
+                .iter()
+                .map(move |(cluster, store)| (tenant.as_str(), cluster.as_str(), store))
+        })
     }
 }
 
@@ -255,14 +265,18 @@ pub async fn consume<K, S>(
                 continue;
             }
         }
-        store.changed.notify_waiters();
-        if now.duration_since(last_sweep) > Duration::from_secs(10) {
-            last_sweep = now;
-            store
-                .meta
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .sweep(now, grace);
+        let sweep = now.duration_since(last_sweep) > Duration::from_secs(10);
+        // Assets are resolved again after each change, and once at the end of a listing.
+        if sweep || listing.is_empty() {
+            let mut meta = store.meta.write().unwrap_or_else(|p| p.into_inner());
+            if sweep {
+                last_sweep = now;
+                meta.sweep(now, grace);
+            }
+            if listing.is_empty() {
+                meta.refresh();
+            }
         }
+        store.changed.notify_waiters();
     }
 }

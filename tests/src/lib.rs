@@ -547,7 +547,8 @@ impl Drop for PrivateBroker {
 }
 
 /// Runs a stage binary over the `n` events already on its input topic, until its metrics say
-/// it handed them all on; returns its CPU time and the wall time (benchmarks).
+/// it handed them all on; returns its CPU time from when it was ready (not its start-up: the
+/// enricher's first list of the clusters) and the wall time (benchmarks).
 pub async fn drain_stage(
     world: &World,
     service: Service,
@@ -562,8 +563,11 @@ pub async fn drain_stage(
 /// What [`drain_stage_split`] measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Drained {
-    /// CPU time of the whole process.
+    /// CPU time of the whole process from when it said it was ready (`/readyz`, polled every
+    /// 10 ms: at most that much of its work is not counted).
     pub cpu: Duration,
+    /// CPU time before it was ready (connecting; the enricher's first list of the clusters).
+    pub startup: Duration,
     /// Of which librdkafka's own threads (`rdk:…`: broker I/O, which on a slow broker
     /// includes polling while it waits for acknowledgements).
     pub kafka_threads: Duration,
@@ -601,6 +605,14 @@ pub async fn drain_stage_split(
             .unwrap_or(0.0) as u64
     };
     let deadline = Instant::now() + Duration::from_secs(900);
+    let startup = loop {
+        let ready = http.get(format!("http://{listen}/readyz")).send().await;
+        if ready.is_ok_and(|r| r.status().is_success()) {
+            break crate::cpu::cpu_time(&pid);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{stage} never got ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let mut last_out = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -621,12 +633,13 @@ pub async fn drain_stage_split(
             "{stage} did not drain: in {i}, out {o} of {n}"
         );
     }
-    let cpu = crate::cpu::cpu_time(&pid);
+    let cpu = crate::cpu::cpu_time(&pid).saturating_sub(startup);
     let kafka_threads = crate::cpu::threads_cpu_time(&pid, "rdk:");
     let wall = t0.elapsed();
     proc.kill9();
     Ok(Drained {
         cpu,
+        startup,
         kafka_threads,
         wall,
     })
