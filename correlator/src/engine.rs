@@ -238,7 +238,8 @@ struct Pod {
 /// An emitted event whose link may still change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Held {
-    event: ActivityEvent,
+    /// Boxed: a queue of events moves pointers when it grows, not kilobyte-sized structs.
+    event: Box<ActivityEvent>,
     proc: u64,
     link: Link,
     /// Linked by something other than its process's lineage (an ssh accept claimed by the
@@ -399,7 +400,9 @@ impl Engine {
             .held
             .values()
             .flat_map(|q| q.iter())
-            .map(|h| size_of::<Held>() + event(&h.event) + link(&h.link))
+            .map(|h| {
+                size_of::<Held>() + size_of::<ActivityEvent>() + event(&h.event) + link(&h.link)
+            })
             .sum::<usize>();
         let pods = table::<u64, Pod>(self.pods.len())
             + self
@@ -701,7 +704,7 @@ impl Engine {
                 self.count(&h.event, &h.link, -1);
                 self.count(&h.event, &link, 1);
                 h.link = link.clone();
-                let mut e = h.event.clone();
+                let mut e = (*h.event).clone();
                 self.fill_login_shell(h.proc, &mut e);
                 self.emit(e, &link, out);
             }
@@ -743,7 +746,7 @@ impl Engine {
         self.count(&e, &link, 1);
         if !final_ || is_accept {
             self.held.entry(scope).or_default().push_back(Held {
-                event: e.clone(),
+                event: Box::new(e.clone()),
                 proc: pk,
                 link: link.clone(),
                 pinned: false,
@@ -1018,7 +1021,7 @@ impl Engine {
         if let Some(h) = held.iter_mut().find(|h| h.event.id == id) {
             let old = std::mem::replace(&mut h.link, link.clone());
             h.pinned = true;
-            let e = h.event.clone();
+            let e = (*h.event).clone();
             self.count(&e, &old, -1);
             self.count(&e, &link, 1);
             self.emit(e, &link, out);

@@ -223,7 +223,7 @@ pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
     // Sized once: events are large, and growing the vector would copy them.
     let lines = payload.iter().filter(|&&b| b == b'\n').count() + 1;
     let mut bad = Vec::new();
-    let events = decode_chunk(&mut batch::decode(payload), lines, &mut bad);
+    let events = decode_chunk(&mut batch::lines(payload), lines, &mut bad);
     (events, bad)
 }
 
@@ -232,20 +232,24 @@ pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
 /// and its memory is reused by the next chunk.
 pub const CHUNK: usize = 256;
 
-/// Up to `n` valid events from `lines` (the reasons of the invalid ones go to `bad`).
-pub fn decode_chunk(
-    lines: &mut impl Iterator<Item = Result<ActivityEvent, batch::BadLine>>,
+/// Up to `n` valid events from `lines` ([`batch::lines`]: numbered lines; the reasons of the
+/// invalid ones go to `bad`). Each is decoded in its place in the vector, not moved there.
+pub fn decode_chunk<'a>(
+    lines: &mut impl Iterator<Item = (usize, &'a [u8])>,
     n: usize,
     bad: &mut Vec<String>,
 ) -> Vec<ActivityEvent> {
-    let mut events = Vec::with_capacity(n);
-    for item in lines {
-        match item {
-            Ok(e) => match e.validate() {
-                Ok(()) => events.push(e),
-                Err(v) => bad.push(format!("event {}: {v}", e.id)),
-            },
-            Err(b) => bad.push(b.to_string()),
+    let mut events: Vec<ActivityEvent> = Vec::with_capacity(n);
+    for (line, text) in lines {
+        events.push(ActivityEvent::default());
+        let e = events.last_mut().expect("just pushed");
+        let valid = match batch::decode_line_into(text, e) {
+            Ok(()) => e.validate().map_err(|v| format!("event {}: {v}", e.id)),
+            Err(message) => Err(batch::BadLine { line, message }.to_string()),
+        };
+        if let Err(reason) = valid {
+            events.pop();
+            bad.push(reason);
         }
         if events.len() == n {
             break;
@@ -273,7 +277,7 @@ fn process<T: Transform, E: Emit>(
     bad: &mut Vec<String>,
 ) -> Chunks {
     use futures::FutureExt;
-    let mut lines = batch::decode(payload);
+    let mut lines = batch::lines(payload);
     let mut c = Chunks {
         head: Ok(Vec::new()),
         tail: Vec::new(),
@@ -403,6 +407,40 @@ pub async fn run<T: Transform, E: Emit>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events are decoded in their slots: a line the fast reader gives up on halfway (spaces)
+    /// must come out whole from serde, and a bad line must leave nothing behind.
+    #[test]
+    fn decoding_in_place_keeps_good_events_whole_and_drops_bad_ones() {
+        let e = |i: i64, comm: &str| ActivityEvent {
+            id: format!("e{i}"),
+            tenant: "t".into(),
+            cluster: "c".into(),
+            timestamp: 1_700_000_000_000_000_000 + i,
+            comm: comm.into(),
+            cmdline: format!("{comm} -c 'x'"),
+            pid: 40 + i,
+            ..Default::default()
+        };
+        let line = |ev: &ActivityEvent| serde_json::to_string(ev).unwrap();
+        let spaced = line(&e(2, "sh")).replacen(",", ", ", 3);
+        let mut invalid = e(4, "bash");
+        invalid.timestamp = 5;
+        let payload = [
+            line(&e(1, "ls")),
+            spaced,
+            line(&e(3, "cat"))[..40].to_string(),
+            line(&invalid),
+            String::new(),
+            line(&e(5, "id")),
+        ]
+        .join("\n");
+        let (events, bad) = decode_valid(payload.as_bytes());
+        assert_eq!(events, [e(1, "ls"), e(2, "sh"), e(5, "id")]);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].starts_with("line 3: "), "{bad:?}");
+        assert!(bad[1].starts_with("event e4: "), "{bad:?}");
+    }
 
     #[test]
     fn encode_by_partition_groups_pods() {

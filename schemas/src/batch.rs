@@ -88,6 +88,12 @@ pub fn decode_line(line: &[u8]) -> Result<ActivityEvent, String> {
     crate::json::decode(line)
 }
 
+/// [`decode_line`] into `out`, a default event (a slot of the caller's vector: an event is
+/// over a kilobyte, and moving it costs). On an error `out` holds a partly decoded event.
+pub fn decode_line_into(line: &[u8], out: &mut ActivityEvent) -> Result<(), String> {
+    crate::json::decode_into(line, out)
+}
+
 /// Decodes a batch message; blank lines are skipped, bad lines reported with their number.
 pub fn decode(payload: &[u8]) -> impl Iterator<Item = Result<ActivityEvent, BadLine>> + '_ {
     lines(payload).map(|(i, l)| decode_line(l).map_err(|message| BadLine { line: i, message }))

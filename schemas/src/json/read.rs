@@ -238,10 +238,29 @@ where
     read_event(line).map_or_else(|| sonic_rs::from_slice(line).map_err(|e| e.to_string()), Ok)
 }
 
+/// [`decode`] into `out`, which must be `T::default()` (a slot of the caller's vector: a
+/// large `T` is not moved). On an error `out` holds a partly decoded value.
+pub fn decode_into<'a, T>(line: &'a [u8], out: &mut T) -> Result<(), String>
+where
+    T: Fields<'a> + serde::Deserialize<'a>,
+{
+    if read_event_into(line, out).is_some() {
+        return Ok(());
+    }
+    *out = sonic_rs::from_slice(line).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Decodes one line of the topic encoding into a `T` (starting from its default), or `None`
 /// when the line is not in the form the encoder writes: decode it with serde then.
 pub fn read_event<'a, T: Fields<'a> + Default>(line: &'a [u8]) -> Option<T> {
     let mut out = T::default();
+    read_event_into(line, &mut out).map(|()| out)
+}
+
+/// [`read_event`] into `out`, which must be `T::default()`; on `None` it holds a partly
+/// decoded value.
+fn read_event_into<'a, T: Fields<'a>>(line: &'a [u8], out: &mut T) -> Option<()> {
     let mut r = Reader {
         text: std::str::from_utf8(line).ok()?,
         pos: 0,
@@ -267,7 +286,7 @@ pub fn read_event<'a, T: Fields<'a> + Default>(line: &'a [u8]) -> Option<T> {
             }
         }
     }
-    (r.pos == line.len()).then_some(out)
+    (r.pos == line.len()).then_some(())
 }
 
 struct Reader<'a> {
