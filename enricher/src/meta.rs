@@ -438,20 +438,15 @@ impl ClusterMeta {
             owner,
             labels,
         };
-        let assets = self.assets(&meta, containers);
+        let assets = self.index(Arc::new(self.resolve(&meta, containers)));
         self.pods
             .insert((ns, name.clone()), Kept::live(KnownPod { meta, assets }));
     }
 
-    /// Resolves a pod's assets and maps its containers' ids to them. Ids the pod no longer
-    /// has (a restarted container) stay mapped to the pod as it was until the pod goes: late
-    /// events of the old container still find their pod.
-    fn assets<'a>(
-        &mut self,
-        meta: &PodMeta,
-        containers: impl IntoIterator<Item = Container<'a>>,
-    ) -> Arc<Assets> {
-        let assets = Arc::new(self.resolve(meta, containers));
+    /// Maps a pod's containers' ids to its assets. Ids the pod no longer has (a restarted
+    /// container) stay mapped to the pod as it was until the pod goes: late events of the old
+    /// container still find their pod.
+    fn index(&mut self, assets: Arc<Assets>) -> Arc<Assets> {
         for (i, c) in assets.containers().enumerate() {
             if !c.id.is_empty() {
                 self.containers.insert(short_id(c.id), (assets.clone(), i));
@@ -510,8 +505,8 @@ impl ClusterMeta {
             .collect();
         for key in keys {
             let pod = &self.pods[&key].value;
-            let (meta, old) = (pod.meta.clone(), pod.assets.clone());
-            let assets = self.assets(&meta, old.containers());
+            let assets = Arc::new(self.resolve(&pod.meta, pod.assets.containers()));
+            let assets = self.index(assets);
             if let Some(p) = self.pods.get_mut(&key) {
                 p.value.assets = assets;
             }

@@ -218,64 +218,54 @@ pub async fn consume<K, S>(
     let mut last_sweep = Instant::now();
     while let Some(ev) = stream.next().await {
         let now = Instant::now();
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                tracing::warn!(cluster, ?kind, error = %e, "watch failed, retrying with backoff");
+                continue;
+            }
+        };
+        // One write lock per watch event: the change, the sweep when due, and the refresh.
+        let mut meta = store.meta.write().unwrap_or_else(|p| p.into_inner());
+        let mut listed = false;
         match ev {
-            Ok(Event::Init) => listing.clear(),
-            Ok(Event::InitApply(o)) => {
+            Event::Init => listing.clear(),
+            Event::InitApply(o) => {
                 let m = o.meta();
                 listing.push((
                     m.namespace.clone().unwrap_or_default(),
                     m.name.clone().unwrap_or_default(),
                 ));
-                apply(
-                    &mut store.meta.write().unwrap_or_else(|p| p.into_inner()),
-                    &o,
-                );
+                apply(&mut meta, &o);
             }
-            Ok(Event::InitDone) => {
-                store
-                    .meta
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .relisted(kind, &listing, now);
+            Event::InitDone => {
+                meta.relisted(kind, &listing, now);
                 listing.clear();
-                store.synced.fetch_or(bit(kind), Ordering::AcqRel);
-                tracing::info!(cluster, ?kind, "listed");
+                listed = true;
             }
-            Ok(Event::Apply(o)) => {
-                apply(
-                    &mut store.meta.write().unwrap_or_else(|p| p.into_inner()),
-                    &o,
-                );
-            }
-            Ok(Event::Delete(o)) => {
+            Event::Apply(o) => apply(&mut meta, &o),
+            Event::Delete(o) => {
                 let m = o.meta();
-                store
-                    .meta
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .delete(
-                        kind,
-                        m.namespace.as_deref(),
-                        m.name.as_deref().unwrap_or(""),
-                        now,
-                    );
-            }
-            Err(e) => {
-                tracing::warn!(cluster, ?kind, error = %e, "watch failed, retrying with backoff");
-                continue;
+                meta.delete(
+                    kind,
+                    m.namespace.as_deref(),
+                    m.name.as_deref().unwrap_or(""),
+                    now,
+                );
             }
         }
-        let sweep = now.duration_since(last_sweep) > Duration::from_secs(10);
+        if now.duration_since(last_sweep) > Duration::from_secs(10) {
+            last_sweep = now;
+            meta.sweep(now, grace);
+        }
         // Assets are resolved again after each change, and once at the end of a listing.
-        if sweep || listing.is_empty() {
-            let mut meta = store.meta.write().unwrap_or_else(|p| p.into_inner());
-            if sweep {
-                last_sweep = now;
-                meta.sweep(now, grace);
-            }
-            if listing.is_empty() {
-                meta.refresh();
-            }
+        if listing.is_empty() {
+            meta.refresh();
+        }
+        drop(meta);
+        if listed {
+            store.synced.fetch_or(bit(kind), Ordering::AcqRel);
+            tracing::info!(cluster, ?kind, "listed");
         }
         store.changed.notify_waiters();
     }

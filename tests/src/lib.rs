@@ -605,10 +605,13 @@ pub async fn drain_stage_split(
             .unwrap_or(0.0) as u64
     };
     let deadline = Instant::now() + Duration::from_secs(900);
-    let startup = loop {
+    let (startup, kafka_startup) = loop {
         let ready = http.get(format!("http://{listen}/readyz")).send().await;
         if ready.is_ok_and(|r| r.status().is_success()) {
-            break crate::cpu::cpu_time(&pid);
+            break (
+                crate::cpu::cpu_time(&pid),
+                crate::cpu::threads_cpu_time(&pid, "rdk:"),
+            );
         }
         anyhow::ensure!(Instant::now() < deadline, "{stage} never got ready");
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -634,7 +637,7 @@ pub async fn drain_stage_split(
         );
     }
     let cpu = crate::cpu::cpu_time(&pid).saturating_sub(startup);
-    let kafka_threads = crate::cpu::threads_cpu_time(&pid, "rdk:");
+    let kafka_threads = crate::cpu::threads_cpu_time(&pid, "rdk:").saturating_sub(kafka_startup);
     let wall = t0.elapsed();
     proc.kill9();
     Ok(Drained {

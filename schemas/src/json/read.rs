@@ -235,7 +235,8 @@ pub fn decode<'a, T>(line: &'a [u8]) -> Result<T, String>
 where
     T: Fields<'a> + Default + serde::Deserialize<'a>,
 {
-    read_event(line).map_or_else(|| sonic_rs::from_slice(line).map_err(|e| e.to_string()), Ok)
+    let mut out = T::default();
+    decode_into(line, &mut out).map(|()| out)
 }
 
 /// [`decode`] into `out`, which must be `T::default()` (a slot of the caller's vector: a
