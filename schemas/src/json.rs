@@ -8,7 +8,7 @@
 use crate::ActivityEvent;
 
 mod read;
-pub use read::{Field, Fields, FromValue, Value, decode, decode_into, read_event};
+pub use read::{Field, Fields, FromValue, Raw, RawEvent, Value, decode, decode_into, read_event};
 
 /// Bytes that JSON strings must escape: `"`, `\` and the control characters.
 static ESCAPE: [bool; 256] = {

@@ -1,9 +1,13 @@
-//! The writer's hot path: an event decoded *borrowing* from its JSON line (no allocation for
-//! strings without escapes) and encoded as one RowBinary row in [`crate::columns::COLUMNS`]
-//! order. [`write_row`] encodes an owned [`ActivityEvent`] through the same view, so there is
-//! one encoder; `EventView` mirrors `ActivityEvent` field for field (`schemas::impl_fields!`
-//! does not compile otherwise, and a test keeps the serde names equal).
+//! The writer's hot path: one JSON line to one RowBinary row in [`crate::columns::COLUMNS`]
+//! order. [`transcode`] writes the columns straight from where each value is in the line
+//! (`schemas::json::RawEvent`); lines in any other form go through [`EventView`], an event
+//! decoded *borrowing* from its line (no allocation for strings without escapes), and
+//! [`write_view`]. [`write_row`] encodes an owned [`ActivityEvent`] through the same view;
+//! `EventView` mirrors `ActivityEvent` field for field (`schemas::impl_fields!` does not
+//! compile otherwise, and a test keeps the serde names equal), and tests keep [`transcode`]
+//! byte for byte equal to the view.
 
+use schemas::json::{Field, FromValue, Raw, RawEvent};
 use schemas::{ActivityEvent, ActivityType, Source};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -243,6 +247,16 @@ fn opt_i64(buf: &mut Vec<u8>, n: Option<i64>) {
     }
 }
 
+fn opt_bool(buf: &mut Vec<u8>, b: Option<bool>) {
+    match b {
+        Some(b) => {
+            buf.push(0);
+            buf.push(b as u8);
+        }
+        None => buf.push(1),
+    }
+}
+
 fn strings(buf: &mut Vec<u8>, v: &[Cow<'_, str>]) {
     varint(buf, v.len() as u64);
     for s in v {
@@ -309,13 +323,7 @@ pub fn write_view(buf: &mut Vec<u8>, e: &EventView<'_>) {
     i64le(buf, e.process_start_time);
     string(buf, &e.exec_id);
     string(buf, &e.parent_exec_id);
-    match e.in_init_tree {
-        Some(b) => {
-            buf.push(0);
-            buf.push(b as u8);
-        }
-        None => buf.push(1),
-    }
+    opt_bool(buf, e.in_init_tree);
     string(buf, &e.direction);
     string(buf, &e.l4protocol);
     string(buf, &e.client_ip);
@@ -346,6 +354,141 @@ pub fn write_view(buf: &mut Vec<u8>, e: &EventView<'_>) {
     string(buf, &e.enrichment);
     strings(buf, &e.pod_labels);
     strings(buf, &e.namespace_labels);
+}
+
+/// Appends one JSON line of the final topic as one RowBinary row: the writer's hot path.
+/// Lines in the encoder's form go straight from where each value is ([`RawEvent`], reused
+/// from line to line) to their columns; any other line, or a value the fast path does not
+/// take, goes through [`decode_view`] and [`write_view`], which decide and say what is wrong.
+/// Both give the same bytes for every line (`tests::transcoding_agrees_with_the_view`).
+pub fn transcode<'a>(
+    buf: &mut Vec<u8>,
+    raw: &mut RawEvent<'a>,
+    line: &'a [u8],
+) -> Result<(), String> {
+    let start = buf.len();
+    if raw.read(line).is_some() && write_raw(buf, raw).is_some() {
+        return Ok(());
+    }
+    buf.truncate(start);
+    write_view(buf, &decode_view(line)?);
+    Ok(())
+}
+
+/// A field converted as [`EventView`] takes it: its default when absent.
+fn field<'a, T: FromValue<'a> + Default>(e: &RawEvent<'a>, f: Field) -> Option<T> {
+    match e.value(f) {
+        None => Some(T::default()),
+        Some(v) => T::from_value(v),
+    }
+}
+
+/// A string column, straight from the line unless it has escapes.
+fn raw_string(buf: &mut Vec<u8>, e: &RawEvent<'_>, f: Field) -> Option<()> {
+    match e.get(f) {
+        None => buf.push(0),
+        Some(Raw::Str(a, b)) => string(buf, e.text(a, b)),
+        Some(Raw::Escaped(..)) => string(buf, &field::<Cow<str>>(e, f)?),
+        Some(_) => return None,
+    }
+    Some(())
+}
+
+/// An `Array(String)` column, straight from the line.
+fn raw_strings(buf: &mut Vec<u8>, e: &RawEvent<'_>, f: Field) -> Option<()> {
+    match e.get(f) {
+        None => buf.push(0),
+        Some(Raw::List { n, .. }) => {
+            varint(buf, n as u64);
+            e.each(f, |s| string(buf, &s))?;
+        }
+        Some(_) => return None,
+    }
+    Some(())
+}
+
+/// [`write_view`] from a [`RawEvent`]: the same columns, the same conversions; `None` (with
+/// part of a row written) where a value is not what the view takes.
+fn write_raw(buf: &mut Vec<u8>, e: &RawEvent<'_>) -> Option<()> {
+    use Field as F;
+    let s = |buf: &mut Vec<u8>, f| raw_string(buf, e, f);
+    let l = |buf: &mut Vec<u8>, f| raw_strings(buf, e, f);
+    let i = |buf: &mut Vec<u8>, f| field::<i64>(e, f).map(|n| i64le(buf, n));
+    let oi = |buf: &mut Vec<u8>, f| field::<Option<i64>>(e, f).map(|n| opt_i64(buf, n));
+    s(buf, F::tenant)?;
+    buf.push(type_code(field(e, F::kind)?));
+    i(buf, F::timestamp)?;
+    s(buf, F::id)?;
+    buf.push(source_code(field(e, F::source)?));
+    i(buf, F::received_timestamp)?;
+    for f in [
+        F::trace_id,
+        F::hostname,
+        F::host_mac,
+        F::container_id,
+        F::container_name,
+        F::container_image,
+        F::cluster,
+        F::namespace,
+        F::workload_kind,
+        F::workload_name,
+        F::pod,
+        F::node,
+        F::comm,
+        F::cmdline,
+        F::exe,
+        F::cwd,
+    ] {
+        s(buf, f)?;
+    }
+    i(buf, F::pid)?;
+    i(buf, F::ppid)?;
+    s(buf, F::pcomm)?;
+    oi(buf, F::uid)?;
+    s(buf, F::username)?;
+    oi(buf, F::user_login_uid)?;
+    s(buf, F::user_login_name)?;
+    oi(buf, F::tty)?;
+    oi(buf, F::login_shell_id)?;
+    oi(buf, F::login_shell_distance)?;
+    i(buf, F::process_start_time)?;
+    s(buf, F::exec_id)?;
+    s(buf, F::parent_exec_id)?;
+    opt_bool(buf, field(e, F::in_init_tree)?);
+    s(buf, F::direction)?;
+    s(buf, F::l4protocol)?;
+    s(buf, F::client_ip)?;
+    port(buf, field(e, F::client_port)?);
+    s(buf, F::server_ip)?;
+    port(buf, field(e, F::server_port)?);
+    for f in [
+        F::filename,
+        F::directory,
+        F::permissions,
+        F::verb,
+        F::resource,
+        F::sub_resource,
+        F::command,
+        F::container,
+    ] {
+        s(buf, f)?;
+    }
+    buf.push(field::<bool>(e, F::stdin)? as u8);
+    s(buf, F::user_name)?;
+    l(buf, F::user_groups)?;
+    s(buf, F::user_agent)?;
+    l(buf, F::source_addresses)?;
+    s(buf, F::audit_id)?;
+    i(buf, F::response_code)?;
+    i(buf, F::stages_started)?;
+    i(buf, F::stages_completed)?;
+    buf.extend_from_slice(&field::<f32>(e, F::trace_confidence)?.to_le_bytes());
+    s(buf, F::trace_link)?;
+    l(buf, F::trace_candidates)?;
+    buf.extend_from_slice(&field::<u64>(e, F::revision)?.to_le_bytes());
+    s(buf, F::enrichment)?;
+    l(buf, F::pod_labels)?;
+    l(buf, F::namespace_labels)
 }
 
 /// Appends an owned event as one row (through its borrowed view: one encoder).
@@ -421,6 +564,112 @@ mod tests {
         write_view(&mut a, &view);
         write_row(&mut b, &e);
         assert_eq!(a, b);
+    }
+
+    /// The writer's path: `transcode`, with one `RawEvent` reused across lines.
+    fn transcoded(lines: &[&[u8]]) -> Vec<Result<Vec<u8>, String>> {
+        let mut raw = RawEvent::default();
+        lines
+            .iter()
+            .map(|line| {
+                let mut buf = b"prefix".to_vec();
+                transcode(&mut buf, &mut raw, line).map(|()| buf[6..].to_vec())
+            })
+            .collect()
+    }
+
+    /// The reference: decode the whole view, then write it.
+    fn through_view(line: &[u8]) -> Result<Vec<u8>, String> {
+        let view = decode_view(line)?;
+        let mut buf = Vec::new();
+        write_view(&mut buf, &view);
+        Ok(buf)
+    }
+
+    fn line_of(e: &ActivityEvent) -> Vec<u8> {
+        let mut line = Vec::new();
+        schemas::json::write_event(&mut line, e);
+        line
+    }
+
+    #[test]
+    fn transcoding_agrees_with_the_view() {
+        let full = full_event();
+        let mut sparse = ActivityEvent {
+            kind: ActivityType::Command,
+            comm: "sh".into(),
+            pid: 7,
+            ..Default::default()
+        };
+        sparse.normalize();
+        let mut lines = vec![line_of(&full), line_of(&sparse)];
+        // Other forms: any key order, whitespace, nulls and flags as numbers, escapes in
+        // lists, bad values, unknown keys, not JSON.
+        for other in [
+            r#"{"pid":3,"comm":"sh","type":"command","id":"x","user.groups":["a\"b","c"]}"#,
+            r#"{ "type": "command", "pid": 3 }"#,
+            r#"{"type":"connection","uid":null,"inInitTree":1,"stdin":0,"traceConfidence":1}"#,
+            r#"{"revision":18446744073709551615,"tty":34816,"sourceAddresses":[]}"#,
+            r#"{"type":"command","pid":"3"}"#,
+            r#"{"type":"command","comm":7}"#,
+            r#"{"type":"command","user.groups":"a"}"#,
+            r#"{"type":"command","bogus":1}"#,
+            r#"{"type":"command","pid":1,"pid":2}"#,
+            r#"{"type":"nope"}"#,
+            "not json",
+        ] {
+            lines.push(other.as_bytes().to_vec());
+        }
+        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_slice()).collect();
+        let got = transcoded(&refs);
+        for (line, got) in refs.iter().zip(&got) {
+            let want = through_view(line);
+            assert_eq!(
+                got.as_ref().ok(),
+                want.as_ref().ok(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        // The good ones were good, the bad ones bad (the comparison above is not vacuous).
+        let ok: Vec<bool> = got.iter().map(Result::is_ok).collect();
+        assert_eq!(ok[..6], [true; 6]);
+        assert_eq!(ok[6..], [false; 7]);
+        let mut row = Vec::new();
+        write_row(&mut row, &full);
+        assert_eq!(got[0].as_ref().unwrap(), &row);
+        // The encoder's lines take the fast path, not the fallback.
+        for line in &refs[..2] {
+            let mut raw = RawEvent::default();
+            assert!(raw.read(line).is_some());
+            assert!(write_raw(&mut Vec::new(), &raw).is_some());
+        }
+    }
+
+    proptest::proptest! {
+        /// Mutations of a real line, each transcoded after the intact line with the same
+        /// `RawEvent` (so nothing of a previous line leaks into the next): the same row as
+        /// through the view, or an error where the view has one.
+        #[test]
+        fn transcoding_mutated_lines_agrees_with_the_view(
+            edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>(), 0..3u8), 1..4),
+        ) {
+            let intact = line_of(&full_event());
+            let mut line = intact.clone();
+            for (at, byte, op) in edits {
+                let at = at % (line.len() + 1);
+                match op {
+                    0 if at < line.len() => line[at] = byte,
+                    1 => line.insert(at, byte),
+                    _ if at < line.len() => { line.remove(at); }
+                    _ => {}
+                }
+            }
+            let got = transcoded(&[&intact, &line]);
+            proptest::prop_assert!(got[0].is_ok());
+            let want = through_view(&line);
+            proptest::prop_assert_eq!(got[1].as_ref().ok(), want.as_ref().ok());
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::columns::names;
 use crate::config::ClickHouseConfig;
 use crate::error::StoreError;
 use crate::metrics::{INSERT_LATENCY, INSERT_RETRIES, ROWS_REJECTED};
-use crate::row::{decode_view, write_view};
+use crate::row::transcode;
 use bytes::Bytes;
 use pipeline::config::{KafkaConfig, OpsConfig};
 use pipeline::deadletter::{DeadLetters, Origin};
@@ -23,6 +23,8 @@ use pipeline::metrics::{BATCH_SIZE, EVENTS_IN, EVENTS_OUT};
 use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
 use rdkafka::Message;
+use rdkafka::message::BorrowedMessage;
+use schemas::json::RawEvent;
 use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -91,14 +93,14 @@ impl WriterConfig {
 
 /// Rows waiting for one insert, with what is needed to dead-letter any of them.
 #[derive(Default)]
-struct Batch {
+struct Batch<'c> {
     body: Vec<u8>,
     /// End offset in `body` of each row.
     row_ends: Vec<usize>,
-    /// The input messages back to back (kept to dead-letter a rejected row's source line).
-    arena: Vec<u8>,
-    origins: Vec<Origin>,
-    /// Per row: (message index, line start, line end in `arena`).
+    /// The event messages the rows came from, held (not copied) until the batch is stored, to
+    /// dead-letter a rejected row's source line.
+    messages: Vec<BorrowedMessage<'c>>,
+    /// Per row: (index in `messages`, line start, line end in its payload).
     sources: Vec<(u32, u32, u32)>,
     /// Trace records (JSON lines, keys = `traces` columns) and the first message they came from.
     traces: Vec<u8>,
@@ -108,7 +110,7 @@ struct Batch {
     opened: Option<tokio::time::Instant>,
 }
 
-impl Batch {
+impl<'c> Batch<'c> {
     fn rows(&self) -> usize {
         self.row_ends.len()
     }
@@ -118,19 +120,29 @@ impl Batch {
     fn row_range(&self, i: usize) -> std::ops::Range<usize> {
         (if i == 0 { 0 } else { self.row_ends[i - 1] })..self.row_ends[i]
     }
-    fn line(&self, i: usize) -> &[u8] {
-        let (_, a, b) = self.sources[i];
-        &self.arena[a as usize..b as usize]
+    /// Row `i`'s source line and the message it came from.
+    fn source(&self, i: usize) -> (&[u8], Origin) {
+        let (m, a, b) = self.sources[i];
+        let msg = &self.messages[m as usize];
+        let line = &msg.payload().unwrap_or_default()[a as usize..b as usize];
+        (line, origin(msg))
     }
-    /// Empties the batch, keeping its buffers (and their pages) for the next one.
+    /// Empties the batch (releasing its messages), keeping its buffers (and their pages) for
+    /// the next one.
     fn reset(&mut self) {
         let mut body = std::mem::take(&mut self.body);
-        let mut arena = std::mem::take(&mut self.arena);
+        let mut row_ends = std::mem::take(&mut self.row_ends);
+        let mut messages = std::mem::take(&mut self.messages);
+        let mut sources = std::mem::take(&mut self.sources);
         body.clear();
-        arena.clear();
+        row_ends.clear();
+        messages.clear();
+        sources.clear();
         *self = Batch {
             body,
-            arena,
+            row_ends,
+            messages,
+            sources,
             ..Batch::default()
         };
     }
@@ -201,17 +213,10 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
                     }
                 };
                 batch.opened.get_or_insert_with(tokio::time::Instant::now);
-                let origin = Origin {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    tenant: String::new(),
-                };
-                let payload = msg.payload().unwrap_or_default();
-                if origin.topic == cfg.topics.traces {
-                    add_traces(&mut batch, &dlq, payload, origin);
+                if msg.topic() == cfg.topics.traces {
+                    add_traces(&mut batch, &dlq, &msg);
                 } else {
-                    add_message(&mut batch, &dlq, payload, msg.key(), origin);
+                    add_message(&mut batch, &dlq, msg);
                 }
             }
         }
@@ -221,26 +226,30 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
     Ok(())
 }
 
-fn add_message(
-    batch: &mut Batch,
-    dlq: &DeadLetters,
-    payload: &[u8],
-    key: Option<&[u8]>,
-    origin: Origin,
-) {
-    let msg_idx = batch.origins.len() as u32;
+/// Where a consumed message came from, for its dead letters.
+fn origin(msg: &BorrowedMessage<'_>) -> Origin {
+    Origin {
+        topic: msg.topic().to_string(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        tenant: String::new(),
+    }
+}
+
+fn add_message<'c>(batch: &mut Batch<'c>, dlq: &DeadLetters, msg: BorrowedMessage<'c>) {
+    let msg_idx = batch.messages.len() as u32;
+    let payload = msg.payload().unwrap_or_default();
     let mut n = 0u64;
     let mut bad = Vec::new();
     let base = payload.as_ptr() as usize;
-    let arena_base = batch.arena.len();
+    let mut raw = RawEvent::default();
     for (n_line, line) in schemas::batch::lines(payload) {
         // Events on the final topic were validated by every stage before; decoding is all the
         // writer checks (ClickHouse rejections are isolated at insert time).
-        match decode_view(line) {
-            Ok(view) => {
-                write_view(&mut batch.body, &view);
+        match transcode(&mut batch.body, &mut raw, line) {
+            Ok(()) => {
                 batch.row_ends.push(batch.body.len());
-                let start = (arena_base + (line.as_ptr() as usize - base)) as u32;
+                let start = (line.as_ptr() as usize - base) as u32;
                 batch
                     .sources
                     .push((msg_idx, start, start + line.len() as u32));
@@ -251,12 +260,13 @@ fn add_message(
     }
     EVENTS_IN.with_label_values(&[STAGE]).inc_by(n);
     if !bad.is_empty() {
-        let key = key
+        let key = msg
+            .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default();
         tracing::warn!(
             bad = bad.len(),
-            offset = origin.offset,
+            offset = msg.offset(),
             "dead-lettering undecodable events"
         );
         batch.dead.push(dlq.record(
@@ -264,19 +274,17 @@ fn add_message(
             key,
             "undecodable",
             &bad.join("; "),
-            &origin,
+            &origin(&msg),
         ));
     }
-    batch
-        .acks
-        .ack(&origin.topic, origin.partition, origin.offset);
-    batch.arena.extend_from_slice(payload);
-    batch.origins.push(origin);
+    batch.acks.ack(msg.topic(), msg.partition(), msg.offset());
+    batch.messages.push(msg);
 }
 
 /// Adds a message of trace records. They are validated against the record type so a bad one is
 /// dead-lettered with its reason instead of failing the insert.
-fn add_traces(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], origin: Origin) {
+fn add_traces(batch: &mut Batch<'_>, dlq: &DeadLetters, msg: &BorrowedMessage<'_>) {
+    let payload = msg.payload().unwrap_or_default();
     let mut bad = Vec::new();
     for (n_line, line) in schemas::batch::lines(payload) {
         match serde_json::from_slice::<schemas::TraceRecord>(line) {
@@ -290,7 +298,7 @@ fn add_traces(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], origin: Orig
     if !bad.is_empty() {
         tracing::warn!(
             bad = bad.len(),
-            offset = origin.offset,
+            offset = msg.offset(),
             "undecodable trace records"
         );
         batch.dead.push(dlq.record(
@@ -298,13 +306,11 @@ fn add_traces(batch: &mut Batch, dlq: &DeadLetters, payload: &[u8], origin: Orig
             String::new(),
             "undecodable",
             &bad.join("; "),
-            &origin,
+            &origin(msg),
         ));
     }
-    batch.traces_origin.get_or_insert(origin.clone());
-    batch
-        .acks
-        .ack(&origin.topic, origin.partition, origin.offset);
+    batch.traces_origin.get_or_insert_with(|| origin(msg));
+    batch.acks.ack(msg.topic(), msg.partition(), msg.offset());
 }
 
 /// Inserts the batch (retrying while ClickHouse is unavailable, isolating rejected rows),
@@ -315,7 +321,7 @@ async fn flush(
     columns: &[&str],
     dlq: &DeadLetters,
     consumer: &StageConsumer,
-    batch: &mut Batch,
+    batch: &mut Batch<'_>,
     shutdown: &Shutdown,
 ) -> bool {
     if batch.is_empty() {
@@ -370,14 +376,8 @@ async fn flush(
     }
     for (row, err) in rejected {
         ROWS_REJECTED.inc();
-        let origin = &batch.origins[batch.sources[row].0 as usize];
-        let rec = dlq.record(
-            batch.line(row).to_vec(),
-            String::new(),
-            "rejected",
-            &err,
-            origin,
-        );
+        let (line, origin) = batch.source(row);
+        let rec = dlq.record(line.to_vec(), String::new(), "rejected", &err, &origin);
         batch.dead.push(rec);
     }
     if !batch.dead.is_empty() {
@@ -409,7 +409,7 @@ async fn flush(
 async fn insert_isolating(
     ch: &ClickHouse,
     columns: &[&str],
-    batch: &Batch,
+    batch: &Batch<'_>,
     rows: Vec<usize>,
     error: StoreError,
     rejected: &mut Vec<(usize, String)>,

@@ -25,6 +25,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    integration_tests::bin_dir(); // the writer is built before any clock starts
     let world = World::new(4).await;
     let n = args.events;
     let events = generator::events(3, n, 1_764_000_000_000_000_000, true)
@@ -57,14 +58,14 @@ async fn main() -> anyhow::Result<()> {
     // "direct clickhouse-client insert" of the brief), CPU of the client process.
     let client = clickhouse_client_insert(&world, &events).await?;
 
-    // Diagnostic: the writer's per-row work without Kafka and HTTP (decode JSON + encode row).
+    // Diagnostic: the writer's per-row work without Kafka and HTTP (JSON line -> row).
     let lines = generator::ndjson(&events);
     let cpu0 = cpu_time("self");
     let mut body = Vec::with_capacity(lines.len() / 2);
     let mut rows = 0usize;
+    let mut raw = schemas::json::RawEvent::default();
     for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-        let view = store::row::decode_view(line).map_err(anyhow::Error::msg)?;
-        store::row::write_view(&mut body, &view);
+        store::row::transcode(&mut body, &mut raw, line).map_err(anyhow::Error::msg)?;
         rows += 1;
         if body.len() > 64 << 20 {
             body.clear();
