@@ -8,7 +8,9 @@
 use crate::ActivityEvent;
 
 mod read;
-pub use read::{Field, Fields, FromValue, Raw, RawEvent, Value, decode, decode_into, read_event};
+pub use read::{
+    Field, Fields, FromValue, Raw, RawEvent, Value, decode, decode_into, mutate, read_event,
+};
 
 /// Bytes that JSON strings must escape: `"`, `\` and the control characters.
 static ESCAPE: [bool; 256] = {

@@ -656,15 +656,7 @@ mod tests {
         ) {
             let intact = line_of(&full_event());
             let mut line = intact.clone();
-            for (at, byte, op) in edits {
-                let at = at % (line.len() + 1);
-                match op {
-                    0 if at < line.len() => line[at] = byte,
-                    1 => line.insert(at, byte),
-                    _ if at < line.len() => { line.remove(at); }
-                    _ => {}
-                }
-            }
+            schemas::json::mutate(&mut line, &edits);
             let got = transcoded(&[&intact, &line]);
             proptest::prop_assert!(got[0].is_ok());
             let want = through_view(&line);

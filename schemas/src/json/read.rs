@@ -403,6 +403,23 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// Test support for decoders here and in other crates: applies property-test edits to a line,
+/// each `(position, byte, op)` replacing (op 0), inserting (1) or removing (2) a byte.
+#[doc(hidden)]
+pub fn mutate(line: &mut Vec<u8>, edits: &[(usize, u8, u8)]) {
+    for &(at, byte, op) in edits {
+        let at = at % (line.len() + 1);
+        match op {
+            0 if at < line.len() => line[at] = byte,
+            1 => line.insert(at, byte),
+            _ if at < line.len() => {
+                line.remove(at);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// `s.starts_with(p)` for short `p` (a key), in word compares rather than a `memcmp` call:
 /// a line has dozens of keys, and the call was 6 % of decoding.
 #[inline(always)]
@@ -804,15 +821,7 @@ mod tests {
             edits in proptest::collection::vec((proptest::prelude::any::<usize>(), proptest::prelude::any::<u8>(), 0..3u8), 1..4),
         ) {
             let mut line = br#"{"id":"x","type":"connection","source":"falco","timestamp":1700000000000000000,"traceConfidence":0.5,"traceCandidates":["a","b\"c"],"comm":"c\"q","cmdline":"a\nb\u00e9","pid":3,"uid":0,"tty":null,"inInitTree":false,"clientPort":1234,"stdin":true,"user.groups":[]}"#.to_vec();
-            for (at, byte, op) in edits {
-                let at = at % (line.len() + 1);
-                match op {
-                    0 if at < line.len() => line[at] = byte,
-                    1 => line.insert(at, byte),
-                    _ if at < line.len() => { line.remove(at); }
-                    _ => {}
-                }
-            }
+            mutate(&mut line, &edits);
             if let Some(fast) = read_event::<ActivityEvent>(&line) {
                 proptest::prop_assert_eq!(Ok(fast), serde(&line));
             }
