@@ -388,7 +388,7 @@ fn raw_string(buf: &mut Vec<u8>, e: &RawEvent<'_>, f: Field) -> Option<()> {
     match e.get(f) {
         None => buf.push(0),
         Some(Raw::Str(a, b)) => string(buf, e.text(a, b)),
-        Some(Raw::Escaped(..)) => string(buf, &field::<Cow<str>>(e, f)?),
+        Some(Raw::Escaped(_)) => string(buf, &field::<Cow<str>>(e, f)?),
         Some(_) => return None,
     }
     Some(())
@@ -398,9 +398,9 @@ fn raw_string(buf: &mut Vec<u8>, e: &RawEvent<'_>, f: Field) -> Option<()> {
 fn raw_strings(buf: &mut Vec<u8>, e: &RawEvent<'_>, f: Field) -> Option<()> {
     match e.get(f) {
         None => buf.push(0),
-        Some(Raw::List { n, .. }) => {
+        Some(Raw::List { start, n }) => {
             varint(buf, n as u64);
-            e.each(f, |s| string(buf, &s))?;
+            e.strings(start, |s| string(buf, &s))?;
         }
         Some(_) => return None,
     }

@@ -265,21 +265,23 @@ fn read_event_into<'a, T: Fields<'a>>(line: &'a [u8], out: &mut T) -> Option<()>
     read_fields(std::str::from_utf8(line).ok()?, |i, r| {
         out.set(FIELDS[i].0, r.value()?)
     })
+    .map(|_| ())
 }
 
 /// Walks the object of a line in the encoder's form, handing each key (its index in
-/// [`FIELDS`]) to `read`, which reads the value. `None` as [`read_event`] describes.
+/// [`FIELDS`]) to `read`, which reads the value. Returns the keys seen (bit `i` for
+/// `FIELDS[i]`); `None` as [`read_event`] describes.
 fn read_fields<'a>(
     text: &'a str,
     mut read: impl FnMut(usize, &mut Reader<'a>) -> Option<()>,
-) -> Option<()> {
+) -> Option<u128> {
     let mut r = Reader { text, pos: 0 };
+    let mut seen = 0u128;
     r.eat(b'{')?;
     if r.peek() == Some(b'}') {
         r.pos += 1;
     } else {
         let mut next = 0;
-        let mut seen = 0u128;
         loop {
             let i = r.key(next)?;
             next = i + 1;
@@ -295,7 +297,7 @@ fn read_fields<'a>(
             }
         }
     }
-    (r.pos == text.len()).then_some(())
+    (r.pos == text.len()).then_some(seen)
 }
 
 /// A field's value located in its line but not converted (offsets into the line).
@@ -309,12 +311,11 @@ pub enum Raw {
     Float(f64),
     /// A string without escapes: `line[start..end]`.
     Str(u32, u32),
-    /// A string with escapes: `line[start..end]` from its opening quote to its closing one.
-    Escaped(u32, u32),
-    /// A list of `n` strings: `line[start..end]` from `[` to `]`.
+    /// A string with escapes, its opening quote at `line[start]`.
+    Escaped(u32),
+    /// A list of `n` strings, its `[` at `line[start]`.
     List {
         start: u32,
-        end: u32,
         n: u32,
     },
 }
@@ -344,13 +345,14 @@ impl<'a> RawEvent<'a> {
     /// (decode it with [`decode`] then).
     pub fn read(&mut self, line: &'a [u8]) -> Option<()> {
         self.text = std::str::from_utf8(line).ok()?;
-        self.seen = 0;
-        let (raw, seen) = (&mut self.raw, &mut self.seen);
-        read_fields(self.text, |i, r| {
+        let raw = &mut self.raw;
+        let seen = read_fields(self.text, |i, r| {
             raw[i] = r.raw()?;
-            *seen |= 1 << i;
             Some(())
-        })
+        });
+        // Nothing of a refused line is read as present.
+        self.seen = seen.unwrap_or(0);
+        seen.map(|_| ())
     }
 
     /// The field's value, `None` when the line does not have it.
@@ -373,21 +375,18 @@ impl<'a> RawEvent<'a> {
             Raw::Big(n) => Value::Big(n),
             Raw::Float(f) => Value::Float(f),
             Raw::Str(a, b) => Value::Str(Cow::Borrowed(self.text(a, b))),
-            Raw::Escaped(a, _) => Value::Str(self.reader(a).string()?),
+            Raw::Escaped(start) => Value::Str(self.reader(start).string()?),
             Raw::List { start, .. } => {
                 let mut list = Vec::new();
-                self.reader(start).list(|s| list.push(s))?;
+                self.strings(start, |s| list.push(s))?;
                 Value::Strs(list)
             }
         })
     }
 
-    /// Each string of a list field in turn (`None` unless the field is a list).
-    pub fn each(&self, field: Field, each: impl FnMut(Cow<'a, str>)) -> Option<()> {
-        match self.get(field)? {
-            Raw::List { start, .. } => self.reader(start).list(each),
-            _ => None,
-        }
+    /// Each string of the list whose `[` is at `start` ([`Raw::List`]) in turn.
+    pub fn strings(&self, start: u32, each: impl FnMut(Cow<'a, str>)) -> Option<()> {
+        self.reader(start).list(each)
     }
 
     fn reader(&self, at: u32) -> Reader<'a> {
@@ -543,16 +542,12 @@ impl<'a> Reader<'a> {
         Some(match self.peek()? {
             b'"' => match self.string()? {
                 Cow::Borrowed(_) => Raw::Str(start + 1, self.pos as u32 - 1),
-                Cow::Owned(_) => Raw::Escaped(start, self.pos as u32),
+                Cow::Owned(_) => Raw::Escaped(start),
             },
             b'[' => {
                 let mut n = 0;
                 self.list(|_| n += 1)?;
-                Raw::List {
-                    start,
-                    end: self.pos as u32,
-                    n,
-                }
+                Raw::List { start, n }
             }
             _ => match self.value()? {
                 Value::Null => Raw::Null,
