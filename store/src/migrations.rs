@@ -4,8 +4,10 @@
 //! between a statement and its record.
 //!
 //! The DDL adapts to the server (brief §5): on ClickHouse >= 20.3 string columns of few values
-//! are `LowCardinality(String)` and timestamps get `Delta, ZSTD` codecs; on 18.16 (the local
-//! stack) they are plain `String`/`Int64` with the default LZ4 compression.
+//! are `LowCardinality(String)`, timestamps get `Delta, ZSTD` codecs and every other column
+//! `ZSTD`; on 18.16 (the local stack) they are plain `String`/`Int64`, compressed with what the
+//! server's `<compression>` configuration says (ZSTD in `deploy/local/clickhouse/config.xml`:
+//! about half the bytes of the default LZ4 on our events).
 //!
 //! And to the layout ([`Layout`]): on one server the tables are what readers query; on a
 //! cluster (`[clickhouse.cluster]`) each is a `<table>_local` on every shard (replicated when
@@ -136,8 +138,11 @@ fn events_table_named(name: &str, f: Features, l: &Layout) -> String {
     let mut cols = Vec::new();
     for c in COLUMNS {
         let mut def = format!("    {} {}", c.name, column_type(c.ch_type, f));
-        if f.codecs && matches!(c.name, "timestamp" | "received_timestamp") {
-            def.push_str(" CODEC(Delta, ZSTD(1))");
+        if f.codecs {
+            def.push_str(match c.name {
+                "timestamp" | "received_timestamp" => " CODEC(Delta, ZSTD(1))",
+                _ => " CODEC(ZSTD(1))",
+            });
         }
         cols.push(def);
     }
@@ -405,8 +410,9 @@ mod tests {
         assert!(old.contains("ReplacingMergeTree(revision)"));
         assert!(traces_table(Features::for_version(18, 16), &ONE).contains("kind String"));
         let new = events_table(Features::for_version(24, 8), &ONE);
-        assert!(new.contains("comm LowCardinality(String)"));
-        assert!(new.contains("CODEC(Delta, ZSTD(1))"));
+        assert!(new.contains("timestamp Int64 CODEC(Delta, ZSTD(1))"));
+        assert!(new.contains("cmdline String CODEC(ZSTD(1))"));
+        assert!(new.contains("comm LowCardinality(String) CODEC(ZSTD(1))"));
     }
 
     #[test]
