@@ -27,6 +27,18 @@ pub struct Origin {
     pub tenant: String,
 }
 
+impl Origin {
+    /// Where a consumed message came from (no tenant: a message may hold several).
+    pub fn of(msg: &impl rdkafka::Message) -> Self {
+        Origin {
+            topic: msg.topic().to_string(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            tenant: String::new(),
+        }
+    }
+}
+
 impl DeadLetters {
     pub fn new(bus: Bus, topic: String, stage: &'static str) -> Self {
         DeadLetters {

@@ -357,12 +357,7 @@ pub async fn run<T: Transform, E: Emit>(
                         continue;
                     }
                 };
-                let origin = Origin {
-                    topic: msg.topic().to_string(),
-                    partition: msg.partition(),
-                    offset: msg.offset(),
-                    tenant: String::new(),
-                };
+                let origin = Origin::of(&msg);
                 let key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
                 let payload = msg.payload().unwrap_or_default();
                 let span = tracing::debug_span!("message", stage, topic = %origin.topic, partition = origin.partition, offset = origin.offset);

@@ -125,7 +125,7 @@ impl<'c> Batch<'c> {
         let (m, a, b) = self.sources[i];
         let msg = &self.messages[m as usize];
         let line = &msg.payload().unwrap_or_default()[a as usize..b as usize];
-        (line, origin(msg))
+        (line, Origin::of(msg))
     }
     /// Empties the batch (releasing its messages), keeping its buffers (and their pages) for
     /// the next one.
@@ -226,16 +226,6 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
     Ok(())
 }
 
-/// Where a consumed message came from, for its dead letters.
-fn origin(msg: &BorrowedMessage<'_>) -> Origin {
-    Origin {
-        topic: msg.topic().to_string(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-        tenant: String::new(),
-    }
-}
-
 fn add_message<'c>(batch: &mut Batch<'c>, dlq: &DeadLetters, msg: BorrowedMessage<'c>) {
     let msg_idx = batch.messages.len() as u32;
     let payload = msg.payload().unwrap_or_default();
@@ -274,7 +264,7 @@ fn add_message<'c>(batch: &mut Batch<'c>, dlq: &DeadLetters, msg: BorrowedMessag
             key,
             "undecodable",
             &bad.join("; "),
-            &origin(&msg),
+            &Origin::of(&msg),
         ));
     }
     batch.acks.ack(msg.topic(), msg.partition(), msg.offset());
@@ -306,10 +296,10 @@ fn add_traces(batch: &mut Batch<'_>, dlq: &DeadLetters, msg: &BorrowedMessage<'_
             String::new(),
             "undecodable",
             &bad.join("; "),
-            &origin(msg),
+            &Origin::of(msg),
         ));
     }
-    batch.traces_origin.get_or_insert_with(|| origin(msg));
+    batch.traces_origin.get_or_insert_with(|| Origin::of(msg));
     batch.acks.ack(msg.topic(), msg.partition(), msg.offset());
 }
 
