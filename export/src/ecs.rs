@@ -596,5 +596,5 @@ pub fn write(e: &ActivityEvent, cloud: &crate::Cloud, out: &mut Vec<u8>) {
             directory: &e.directory,
         });
     }
-    serde_json::to_writer(out, &doc).expect("serialising an ECS document cannot fail");
+    schemas::json::write(out, &doc).expect("an ECS document has only string keys");
 }

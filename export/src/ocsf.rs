@@ -674,5 +674,5 @@ pub fn write(e: &ActivityEvent, cloud: &Cloud, out: &mut Vec<u8>) {
             ev.unmapped.tty = e.tty;
         }
     }
-    serde_json::to_writer(out, &ev).expect("serialising an OCSF event cannot fail");
+    schemas::json::write(out, &ev).expect("an OCSF event has only string keys");
 }

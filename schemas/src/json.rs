@@ -8,9 +8,11 @@
 use crate::ActivityEvent;
 
 mod read;
+mod ser;
 pub use read::{
     Field, Fields, FromValue, Raw, RawEvent, Value, decode, decode_into, mutate, read_event,
 };
+pub use ser::{Error, write};
 
 /// Bytes that JSON strings must escape: `"`, `\` and the control characters.
 static ESCAPE: [bool; 256] = {
@@ -46,11 +48,27 @@ fn find_special(b: &[u8], from: usize) -> Option<usize> {
         }
         at += 8;
     }
-    // The tail, padded with spaces (nothing to escape).
-    let rest = &b[at.min(b.len())..];
-    let mut last = [b' '; 8];
-    last[..rest.len()].copy_from_slice(rest);
-    first(at, special(u64::from_le_bytes(last)))
+    // The tail (under eight bytes). Copying it into a padded buffer and loading that as a word
+    // stalls on store forwarding, and every short value ends here: instead, the string's last
+    // eight bytes as one word, with the ones already checked (or before `from`) replaced by
+    // spaces, which are not special and cannot make their neighbours look special. Strings
+    // shorter than that are checked a byte at a time.
+    if at >= b.len() {
+        return None;
+    }
+    if b.len() < 8 {
+        return b[at..]
+            .iter()
+            .position(|&c| ESCAPE[c as usize])
+            .map(|i| at + i);
+    }
+    let start = b.len() - 8;
+    let word = u64::from_le_bytes(b[start..].try_into().expect("8 bytes"));
+    let checked = (1u64 << ((at - start) * 8)) - 1;
+    first(
+        start,
+        special(word & !checked | ONES * b' ' as u64 & checked),
+    )
 }
 
 /// Whether `bytes` has anything to escape.
@@ -264,12 +282,17 @@ mod tests {
                 for byte in [
                     0u8, 0x1f, b'"', b'\\', b' ', b'!', b'#', b'[', b']', 0x7f, 0xa9,
                 ] {
-                    let mut s = vec![b'a'; len];
-                    s[pos] = byte;
-                    let first = s.iter().position(|&c| c < 0x20 || c == b'"' || c == b'\\');
-                    for from in 0..=len {
-                        let want = first.filter(|&f| f >= from);
-                        assert_eq!(find_special(&s, from), want, "{s:?} from {from}");
+                    // Around the byte: plain ASCII, the bytes one above each special one
+                    // (where a borrow from a special byte below would wrongly flag them),
+                    // and UTF-8 continuation bytes.
+                    for fill in [b'a', b' ', b'#', b']', 0xa9] {
+                        let mut s = vec![fill; len];
+                        s[pos] = byte;
+                        let special = |c: &u8| *c < 0x20 || *c == b'"' || *c == b'\\';
+                        for from in 0..=len {
+                            let want = s[from..].iter().position(special).map(|i| from + i);
+                            assert_eq!(find_special(&s, from), want, "{s:?} from {from}");
+                        }
                     }
                 }
             }
