@@ -307,7 +307,7 @@ struct Event<'a> {
     activity_id: u32,
     activity_name: &'static str,
     type_uid: u32,
-    type_name: String,
+    type_name: &'static str,
     severity_id: u8,
     severity: &'static str,
     time: i64,
@@ -426,6 +426,24 @@ fn process(e: &ActivityEvent) -> Process<'_> {
     }
 }
 
+/// `type_name`: "<class_name>: <activity_name>", for the pairs `write` produces.
+fn type_name(class: &str, activity: &str) -> &'static str {
+    macro_rules! names {
+        ($($class:literal: $($activity:literal),+;)+) => {
+            match (class, activity) {
+                $($(($class, $activity) => concat!($class, ": ", $activity),)+)+
+                _ => "Unknown",
+            }
+        };
+    }
+    names! {
+        "Process Activity": "Launch";
+        "Network Activity": "Open";
+        "File System Activity": "Read", "Update", "Open";
+        "API Activity": "Create", "Read", "Update", "Delete", "Other";
+    }
+}
+
 /// Writes `e` as one OCSF JSON object into `out`.
 pub fn write(e: &ActivityEvent, cloud: &Cloud, out: &mut Vec<u8>) {
     let (class_uid, class_name, category_uid, category_name) = match e.kind {
@@ -477,7 +495,7 @@ pub fn write(e: &ActivityEvent, cloud: &Cloud, out: &mut Vec<u8>) {
         activity_id,
         activity_name,
         type_uid: class_uid * 100 + activity_id,
-        type_name: format!("{class_name}: {activity_name}"),
+        type_name: type_name(class_name, activity_name),
         severity_id: 1,
         severity: "Informational",
         time: ms(e.timestamp),
@@ -675,4 +693,52 @@ pub fn write(e: &ActivityEvent, cloud: &Cloud, out: &mut Vec<u8>) {
         }
     }
     schemas::json::write(out, &ev).expect("an OCSF event has only string keys");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write;
+    use crate::Cloud;
+    use schemas::{ActivityEvent, ActivityType};
+
+    /// `type_name` is "<class_name>: <activity_name>" for every class and activity written.
+    #[test]
+    fn type_names_match_class_and_activity() {
+        let mut seen = std::collections::HashSet::new();
+        let kinds = [
+            (ActivityType::Command, ""),
+            (ActivityType::Connection, ""),
+            (ActivityType::Fileaccess, "r"),
+            (ActivityType::Fileaccess, "w"),
+            (ActivityType::Fileaccess, "rw"),
+            (ActivityType::Kubernetes, "create"),
+            (ActivityType::Kubernetes, "get"),
+            (ActivityType::Kubernetes, "patch"),
+            (ActivityType::Kubernetes, "delete"),
+            (ActivityType::Kubernetes, "proxy"),
+        ];
+        for (kind, how) in kinds {
+            let e = ActivityEvent {
+                kind,
+                permissions: how.into(),
+                verb: how.into(),
+                ..Default::default()
+            };
+            let mut out = Vec::new();
+            write(&e, &Cloud::default(), &mut out);
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let want = format!(
+                "{}: {}",
+                v["class_name"].as_str().unwrap(),
+                v["activity_name"].as_str().unwrap()
+            );
+            assert_eq!(v["type_name"], want.as_str());
+            assert_eq!(
+                v["type_uid"],
+                v["class_uid"].as_i64().unwrap() * 100 + v["activity_id"].as_i64().unwrap()
+            );
+            seen.insert(want);
+        }
+        assert_eq!(seen.len(), 10, "{seen:?}");
+    }
 }

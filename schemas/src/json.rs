@@ -65,10 +65,8 @@ fn find_special(b: &[u8], from: usize) -> Option<usize> {
     let start = b.len() - 8;
     let word = u64::from_le_bytes(b[start..].try_into().expect("8 bytes"));
     let checked = (1u64 << ((at - start) * 8)) - 1;
-    first(
-        start,
-        special(word & !checked | ONES * b' ' as u64 & checked),
-    )
+    let spaces = ONES * b' ' as u64;
+    first(start, special((word & !checked) | (spaces & checked)))
 }
 
 /// Whether `bytes` has anything to escape.
