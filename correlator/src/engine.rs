@@ -469,8 +469,10 @@ impl Engine {
     pub fn take_traces(&mut self, all: bool) -> Vec<TraceRecord> {
         let every = self.cfg.trace_update_ms * MS;
         let now = self.now;
-        let mut out = Vec::new();
-        let mut emitted = Vec::new();
+        // Sized once: records are large, and growing the vector would copy them (and fault
+        // in fresh pages each time it doubles).
+        let mut out = Vec::with_capacity(self.dirty.len());
+        let mut emitted = Vec::with_capacity(self.dirty.len());
         for id in &self.dirty {
             let Some(t) = self.traces.get_mut(id) else {
                 emitted.push(id.clone());

@@ -69,18 +69,26 @@ impl EventBatches {
     }
 }
 
-impl Emit for EventBatches {
-    fn emit(&self, events: Vec<ActivityEvent>, mut out: Vec<Outgoing>) -> Emitted {
+impl EventBatches {
+    /// Appends the messages of `events` to `out`, the messages of the earlier chunks of the
+    /// same input message (see [`Emit::emit`]).
+    pub fn append(&self, events: &[ActivityEvent], mut out: Vec<Outgoing>) -> Vec<Outgoing> {
         // A chunk starts a partition's message with room for the whole message: later chunks
         // fill it without moving it.
         encode_into(
-            &events,
+            events,
             &self.topic,
             self.partitions,
             &mut out,
             batch::MESSAGE_CAPACITY,
         );
-        Box::pin(std::future::ready(out))
+        out
+    }
+}
+
+impl Emit for EventBatches {
+    fn emit(&self, events: Vec<ActivityEvent>, out: Vec<Outgoing>) -> Emitted {
+        Box::pin(std::future::ready(self.append(&events, out)))
     }
 }
 
