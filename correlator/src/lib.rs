@@ -174,11 +174,7 @@ pub async fn run(
                     let out = part.engine.process(offset as u64, events);
                     n_out += out.events.len() as u64;
                     records = output.append(&out.events, records);
-                    if traces.is_empty() {
-                        traces = out.traces;
-                    } else {
-                        traces.extend(out.traces);
-                    }
+                    traces.extend(out.traces);
                 }
                 if !bad.is_empty() {
                     let origin = Origin { topic: input.clone(), partition, offset, tenant: String::new() };

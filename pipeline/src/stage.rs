@@ -67,9 +67,7 @@ impl EventBatches {
             partitions: bus.partitions(topic).await?,
         })
     }
-}
 
-impl EventBatches {
     /// Appends the messages of `events` to `out`, the messages of the earlier chunks of the
     /// same input message (see [`Emit::emit`]).
     pub fn append(&self, events: &[ActivityEvent], mut out: Vec<Outgoing>) -> Vec<Outgoing> {
