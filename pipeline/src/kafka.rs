@@ -13,10 +13,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,14 +40,64 @@ pub enum ProduceError {
     QueueFull,
     #[error("kafka did not acknowledge: {0}")]
     NotAcknowledged(KafkaError),
-    #[error("kafka delivery was cancelled (producer shutting down)")]
-    Cancelled,
+}
+
+/// The delivery reports one [`Bus::send_all`] awaits: how many are still to come, the first
+/// error, and a wake-up once the last one came. One per call, shared by its records (a
+/// reference count each), so a delivery costs a decrement, not a channel and a task wake-up.
+#[derive(Debug)]
+struct Deliveries {
+    left: AtomicUsize,
+    error: Mutex<Option<KafkaError>>,
+    done: tokio::sync::Notify,
+}
+
+impl Deliveries {
+    fn new(n: usize) -> Arc<Self> {
+        Arc::new(Deliveries {
+            left: AtomicUsize::new(n),
+            error: Mutex::new(None),
+            done: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Until every record was reported on; the first error if any was not acknowledged.
+    async fn acknowledged(&self) -> Result<(), KafkaError> {
+        while self.left.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Counts delivery reports into the [`Deliveries`] of their `send_all` call. librdkafka
+/// reports every message exactly once: acknowledged, failed, or purged when the producer is
+/// dropped (so a waiting call never hangs).
+struct BusContext;
+
+impl ClientContext for BusContext {}
+
+impl ProducerContext for BusContext {
+    type DeliveryOpaque = Arc<Deliveries>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, deliveries: Arc<Deliveries>) {
+        if let Err((e, _)) = result {
+            let mut first = deliveries.error.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| e.clone());
+        }
+        if deliveries.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            deliveries.done.notify_one();
+        }
+    }
 }
 
 /// Idempotent `acks=all` producer.
 #[derive(Clone)]
 pub struct Bus {
-    producer: FutureProducer,
+    producer: Arc<ThreadedProducer<BusContext>>,
     timeout: Duration,
     partitions: Arc<Mutex<HashMap<String, i32>>>,
 }
@@ -88,7 +139,7 @@ impl Bus {
             ],
         );
         Ok(Bus {
-            producer: c.create()?,
+            producer: Arc::new(c.create_with_context(BusContext)?),
             timeout: Duration::from_millis(cfg.produce_timeout_ms),
             partitions: Arc::default(),
         })
@@ -150,7 +201,7 @@ impl Bus {
     /// On error some records may have been written: callers rely on deterministic event ids,
     /// so a retry is deduplicated downstream.
     pub async fn send_all(&self, records: &[Outgoing]) -> Result<(), ProduceError> {
-        let mut pending = Vec::with_capacity(records.len());
+        let deliveries = Deliveries::new(records.len());
         for r in records {
             let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
             // Event batches unless the record says otherwise (export records are JSON).
@@ -166,40 +217,31 @@ impl Bus {
                     value: Some(v.as_str()),
                 });
             }
-            let mut record = FutureRecord::to(&r.topic)
+            let mut record = BaseRecord::with_opaque_to(&r.topic, deliveries.clone())
                 .key(&r.key)
                 .payload(&r.payload)
                 .headers(headers);
             if let Some(p) = r.partition {
                 record = record.partition(p);
             }
-            let deadline = tokio::time::Instant::now() + self.timeout;
-            let fut = loop {
-                match self.producer.send_result(record) {
-                    Ok(f) => break f,
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        rec,
-                    )) => {
-                        if tokio::time::Instant::now() >= deadline {
-                            return Err(ProduceError::QueueFull);
-                        }
-                        record = rec;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => return Err(ProduceError::NotAcknowledged(e)),
+            let mut deadline = None;
+            while let Err((e, rec)) = self.producer.send(record) {
+                if e != KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull) {
+                    return Err(ProduceError::NotAcknowledged(e));
                 }
-            };
-            pending.push(fut);
-        }
-        for f in pending {
-            match f.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(ProduceError::NotAcknowledged(e)),
-                Err(_) => return Err(ProduceError::Cancelled),
+                let deadline =
+                    *deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.timeout);
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ProduceError::QueueFull);
+                }
+                record = rec;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        Ok(())
+        deliveries
+            .acknowledged()
+            .await
+            .map_err(ProduceError::NotAcknowledged)
     }
 
     /// Waits for queued messages to be delivered (shutdown).

@@ -120,3 +120,47 @@ async fn pass_through_stage_killed_mid_stream_loses_and_duplicates_nothing() {
 async fn correlator_killed_mid_stream_loses_and_duplicates_nothing() {
     survive_kill(Service::Correlator).await;
 }
+
+/// `Bus::send_all` returns once the broker reported on every record of the call: `Ok` when it
+/// acknowledged all of them (and they are on the topic), the error when it refused one, also
+/// when the others of the same call were acknowledged (the call neither hangs nor passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_all_waits_for_every_delivery_report_and_reports_a_refusal() {
+    use pipeline::kafka::{Bus, Outgoing, ProduceError};
+    let world = World::new(2).await;
+    let bus = Bus::new(&integration_tests::kafka_config(), "send-all-test").unwrap();
+    let topic = world.topics.raw.clone();
+    let record = |partition: i32, i: usize| Outgoing {
+        topic: topic.clone(),
+        partition: Some(partition),
+        key: format!("k{i}"),
+        payload: format!("{{\"n\":{i}}}").into_bytes(),
+        headers: vec![("content-type", "application/json".into())],
+    };
+    let good: Vec<Outgoing> = (0..3_000).map(|i| record((i % 2) as i32, i)).collect();
+    tokio::time::timeout(Duration::from_secs(60), bus.send_all(&good))
+        .await
+        .expect("send_all returned")
+        .expect("every record acknowledged");
+    let reader =
+        pipeline::kafka::TailReader::new(&integration_tests::kafka_config(), "send-all-test")
+            .unwrap();
+    let on_topic: i64 = (0..2)
+        .map(|p| {
+            let (lo, hi) = reader.watermarks(&topic, p).unwrap();
+            hi - lo
+        })
+        .sum();
+    assert_eq!(on_topic, 3_000);
+
+    // One record of the call goes to a partition the topic does not have.
+    let mut mixed: Vec<Outgoing> = (0..100).map(|i| record(0, i)).collect();
+    mixed.insert(50, record(7, 50));
+    let refused = tokio::time::timeout(Duration::from_secs(60), bus.send_all(&mixed))
+        .await
+        .expect("send_all returned");
+    assert!(
+        matches!(refused, Err(ProduceError::NotAcknowledged(_))),
+        "{refused:?}"
+    );
+}
