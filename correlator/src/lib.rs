@@ -109,6 +109,8 @@ pub async fn run(
 
     let mut parts: HashMap<i32, Part> = HashMap::new();
     let mut in_flight: FuturesOrdered<Pending> = FuturesOrdered::new();
+    // The events of the last chunk, once encoded: the next chunk is decoded into them.
+    let mut spent = Vec::new();
     let mut acks = Acks::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let snapshot_every = Duration::from_millis(cfg.snapshot_interval_ms);
@@ -164,17 +166,15 @@ pub async fn run(
                 // a chunk's events stay in the CPU cache from decode to encode.
                 let (mut records, mut traces, mut bad) = (Vec::new(), Vec::new(), Vec::new());
                 let (mut n_in, mut n_out) = (0, 0);
-                let mut lines = schemas::batch::lines(payload);
-                loop {
-                    let events = pipeline::stage::decode_chunk(&mut lines, pipeline::stage::CHUNK, &mut bad);
-                    if events.is_empty() {
-                        break;
-                    }
+                let mut lines = schemas::batch::lines(payload).peekable();
+                while lines.peek().is_some() {
+                    let events = pipeline::stage::decode_chunk(&mut lines, pipeline::stage::CHUNK, &mut bad, std::mem::take(&mut spent));
                     n_in += events.len() as u64;
                     let out = part.engine.process(offset as u64, events);
                     n_out += out.events.len() as u64;
                     records = output.append(&out.events, records);
                     traces.extend(out.traces);
+                    spent = out.events;
                 }
                 if !bad.is_empty() {
                     let origin = Origin { topic: input.clone(), partition, offset, tenant: String::new() };

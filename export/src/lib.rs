@@ -641,7 +641,7 @@ impl Emit for Exporter {
                     }
                 }
             };
-            this.encode(&events, &plan, &partitions, out)
+            (this.encode(&events, &plan, &partitions, out), events)
         })
     }
 }

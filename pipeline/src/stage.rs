@@ -41,14 +41,16 @@ impl Transform for PassThrough {
     }
 }
 
-/// Records a stage's output becomes, possibly after async work (e.g. creating a topic).
-pub type Emitted = Pin<Box<dyn Future<Output = Vec<Outgoing>> + Send>>;
+/// Records a stage's output becomes, possibly after async work (e.g. creating a topic), and
+/// the events they were made from, spent: the stage decodes later events into them.
+pub type Emitted = Pin<Box<dyn Future<Output = (Vec<Outgoing>, Vec<ActivityEvent>)> + Send>>;
 
 /// How a stage encodes its output events as Kafka records.
 pub trait Emit: Send + Sync + 'static {
     /// Appends the records of `events` to `out`, the records of the earlier chunks of the same
     /// input message: messages of one topic and partition continue where they ended, so a
-    /// message's chunks make the records its events would have made at once.
+    /// message's chunks make the records its events would have made at once. Hands the events
+    /// back once encoded.
     fn emit(&self, events: Vec<ActivityEvent>, out: Vec<Outgoing>) -> Emitted;
 }
 
@@ -86,7 +88,7 @@ impl EventBatches {
 
 impl Emit for EventBatches {
     fn emit(&self, events: Vec<ActivityEvent>, out: Vec<Outgoing>) -> Emitted {
-        Box::pin(std::future::ready(self.append(&events, out)))
+        Box::pin(std::future::ready((self.append(&events, out), events)))
     }
 }
 
@@ -229,7 +231,7 @@ pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
     // Sized once: events are large, and growing the vector would copy them.
     let lines = payload.iter().filter(|&&b| b == b'\n').count() + 1;
     let mut bad = Vec::new();
-    let events = decode_chunk(&mut batch::lines(payload), lines, &mut bad);
+    let events = decode_chunk(&mut batch::lines(payload), lines, &mut bad, Vec::new());
     (events, bad)
 }
 
@@ -239,28 +241,37 @@ pub fn decode_valid(payload: &[u8]) -> (Vec<ActivityEvent>, Vec<String>) {
 pub const CHUNK: usize = 256;
 
 /// Up to `n` valid events from `lines` ([`batch::lines`]: numbered lines; the reasons of the
-/// invalid ones go to `bad`). Each is decoded in its place in the vector, not moved there.
+/// invalid ones go to `bad`). Each is decoded in its place in the vector, not moved there,
+/// into the `spent` events of an earlier chunk first (cleared: their strings' buffers are
+/// reused, so decoding allocates only where a value outgrows them).
 pub fn decode_chunk<'a>(
     lines: &mut impl Iterator<Item = (usize, &'a [u8])>,
     n: usize,
     bad: &mut Vec<String>,
+    spent: Vec<ActivityEvent>,
 ) -> Vec<ActivityEvent> {
-    let mut events: Vec<ActivityEvent> = Vec::with_capacity(n);
+    let mut events = spent;
+    events.reserve(n.saturating_sub(events.len()));
+    let mut valid = 0;
     for (line, text) in lines {
-        events.push(ActivityEvent::default());
-        let e = events.last_mut().expect("just pushed");
-        let valid = match batch::decode_line_into(text, e) {
+        match events.get_mut(valid) {
+            Some(e) => e.clear(),
+            None => events.push(ActivityEvent::default()),
+        }
+        let e = &mut events[valid];
+        let checked = match batch::decode_line_into(text, e) {
             Ok(()) => e.validate().map_err(|v| format!("event {}: {v}", e.id)),
             Err(message) => Err(batch::BadLine { line, message }.to_string()),
         };
-        if let Err(reason) = valid {
-            events.pop();
-            bad.push(reason);
+        match checked {
+            Ok(()) => valid += 1,
+            Err(reason) => bad.push(reason),
         }
-        if events.len() == n {
+        if valid == n {
             break;
         }
     }
+    events.truncate(valid);
     events
 }
 
@@ -276,26 +287,26 @@ struct Chunks {
     events_out: usize,
 }
 
+/// `spent`: events the last chunk handed back, to decode into (the stage keeps them from
+/// message to message).
 fn process<T: Transform, E: Emit>(
     payload: &[u8],
     transform: &mut T,
     emit: &E,
     bad: &mut Vec<String>,
+    spent: &mut Vec<ActivityEvent>,
 ) -> Chunks {
     use futures::FutureExt;
-    let mut lines = batch::lines(payload);
+    let mut lines = batch::lines(payload).peekable();
     let mut c = Chunks {
         head: Ok(Vec::new()),
         tail: Vec::new(),
         events_in: 0,
         events_out: 0,
     };
-    loop {
-        let events = decode_chunk(&mut lines, CHUNK, bad);
-        if events.is_empty() {
-            // No line left.
-            return c;
-        }
+    // Until no line is left (`spent` kept for the next message).
+    while lines.peek().is_some() {
+        let events = decode_chunk(&mut lines, CHUNK, bad, std::mem::take(spent));
         c.events_in += events.len();
         let mut transformed = transform.apply(events);
         if c.tail.is_empty()
@@ -305,13 +316,17 @@ fn process<T: Transform, E: Emit>(
             c.events_out += out.len();
             let mut emitted = emit.emit(out, std::mem::take(done));
             c.head = match (&mut emitted).now_or_never() {
-                Some(records) => Ok(records),
+                Some((records, events)) => {
+                    *spent = events;
+                    Ok(records)
+                }
                 None => Err(emitted),
             };
         } else {
             c.tail.push(transformed);
         }
     }
+    c
 }
 
 impl Chunks {
@@ -319,13 +334,13 @@ impl Chunks {
     async fn finish<E: Emit>(self, emit: &E) -> (Vec<Outgoing>, usize) {
         let mut out = match self.head {
             Ok(records) => records,
-            Err(emitted) => emitted.await,
+            Err(emitted) => emitted.await.0,
         };
         let mut n = self.events_out;
         for transformed in self.tail {
             let events = transformed.await;
             n += events.len();
-            out = emit.emit(events, out).await;
+            out = emit.emit(events, out).await.0;
         }
         (out, n)
     }
@@ -345,6 +360,7 @@ pub async fn run<T: Transform, E: Emit>(
     let mut acks = Acks::default();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let stage = spec.stage;
+    let mut spent = Vec::new();
     loop {
         tokio::select! {
             biased;
@@ -369,7 +385,7 @@ pub async fn run<T: Transform, E: Emit>(
                 let span = tracing::debug_span!("message", stage, topic = %origin.topic, partition = origin.partition, offset = origin.offset);
                 let _g = span.enter();
                 let mut bad = Vec::new();
-                let chunks = process(payload, &mut transform, &*emit, &mut bad);
+                let chunks = process(payload, &mut transform, &*emit, &mut bad, &mut spent);
                 let mut records = Vec::new();
                 if !bad.is_empty() {
                     tracing::warn!(stage, bad = bad.len(), "dead-lettering undecodable events");
@@ -512,21 +528,42 @@ mod tests {
             partitions: 8,
         });
         let mut bad = Vec::new();
-        let c = process(&payload, &mut PassThrough, &*emit, &mut bad);
+        // Decoded into spent events of another message, with fields these events lack.
+        let mut spent: Vec<ActivityEvent> = (0..CHUNK + 3)
+            .map(|i| ActivityEvent {
+                id: format!("old-{i}"),
+                trace_id: "t-old".into(),
+                container_image: "registry.example.com/old:1".into(),
+                pod_labels: vec!["a=b".into()],
+                uid: Some(0),
+                revision: 9,
+                ..events[i % 7].clone()
+            })
+            .collect();
+        let c = process(&payload, &mut PassThrough, &*emit, &mut bad, &mut spent);
         assert!(
             c.tail.is_empty() && c.head.is_ok(),
             "all chunks done at once"
         );
         assert_eq!(c.events_in, events.len());
+        assert!(!spent.is_empty(), "the last chunk's events come back");
         let (ready, n) = futures::executor::block_on(c.finish(&*emit));
-        let c = process(&payload, &mut SometimesLater(0), &*emit, &mut Vec::new());
+        let c = process(&payload, &mut PassThrough, &*emit, &mut bad, &mut spent);
+        let (again, k) = futures::executor::block_on(c.finish(&*emit));
+        let c = process(
+            &payload,
+            &mut SometimesLater(0),
+            &*emit,
+            &mut Vec::new(),
+            &mut Vec::new(),
+        );
         assert!(
             !c.tail.is_empty(),
             "chunks after the first that waits go later"
         );
         let (later, m) = futures::executor::block_on(c.finish(&*emit));
-        assert_eq!(bad.len(), 1, "{bad:?}");
-        for (out, n) in [(ready, n), (later, m)] {
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        for (out, n) in [(ready, n), (again, k), (later, m)] {
             assert_eq!(n, events.len());
             let key = |o: &Outgoing| (o.partition, o.payload.clone());
             assert_eq!(

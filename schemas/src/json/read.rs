@@ -81,7 +81,7 @@ macro_rules! __impl_fields {
         impl<$lt> $crate::json::Fields<$lt> for $t {
             fn set(&mut self, field: $crate::json::Field, value: $crate::json::Value<$lt>) -> Option<()> {
                 match field {
-                    $($crate::json::Field::$f => self.$f = $crate::json::FromValue::from_value(value)?,)*
+                    $($crate::json::Field::$f => $crate::json::FromValue::assign(&mut self.$f, value)?,)*
                 }
                 Some(())
             }
@@ -106,6 +106,12 @@ pub enum Value<'a> {
 /// where serde would refuse the value (serde then decodes the line and says why).
 pub trait FromValue<'a>: Sized {
     fn from_value(v: Value<'a>) -> Option<Self>;
+
+    /// Sets `self` to the value; a type that owns a buffer writes into the one it has.
+    fn assign(&mut self, v: Value<'a>) -> Option<()> {
+        *self = Self::from_value(v)?;
+        Some(())
+    }
 }
 
 /// A struct [`read_event`] fills field by field (see [`impl_fields!`]).
@@ -125,6 +131,13 @@ impl<'a> FromValue<'a> for Cow<'a, str> {
 impl<'a> FromValue<'a> for String {
     fn from_value(v: Value<'a>) -> Option<Self> {
         Cow::from_value(v).map(Cow::into_owned)
+    }
+
+    fn assign(&mut self, v: Value<'a>) -> Option<()> {
+        let s = Cow::from_value(v)?;
+        self.clear();
+        self.push_str(&s);
+        Some(())
     }
 }
 
@@ -228,6 +241,58 @@ impl FromValue<'_> for crate::Source {
 }
 
 impl_fields!('a, crate::ActivityEvent);
+
+/// A field's type back to its default, keeping the buffer it owns.
+trait Clear {
+    fn clear(&mut self);
+}
+
+impl Clear for String {
+    fn clear(&mut self) {
+        String::clear(self)
+    }
+}
+
+impl<T> Clear for Vec<T> {
+    fn clear(&mut self) {
+        Vec::clear(self)
+    }
+}
+
+macro_rules! clear_by_default {
+    ($($t:ty),*) => {$(
+        impl Clear for $t {
+            fn clear(&mut self) {
+                *self = <$t>::default();
+            }
+        }
+    )*};
+}
+clear_by_default!(
+    i64,
+    u64,
+    u16,
+    f32,
+    bool,
+    Option<i64>,
+    Option<bool>,
+    crate::ActivityType,
+    crate::Source
+);
+
+macro_rules! impl_clear {
+    (() $($f:ident $k:literal),*) => {
+        impl crate::ActivityEvent {
+            /// Makes the event equal to `ActivityEvent::default()` but keeps its strings'
+            /// buffers: a stage decodes the next chunk's events into the last chunk's spent ones
+            /// ([`decode_into`]), so decoding a field copies bytes without allocating.
+            pub fn clear(&mut self) {
+                $(Clear::clear(&mut self.$f);)*
+            }
+        }
+    };
+}
+topic_fields!(impl_clear);
 
 /// Decodes one line of the topic encoding: the encoder's own form by [`read_event`], any
 /// other line by serde (sonic-rs), which accepts any JSON and says what is wrong with a bad one.
@@ -728,7 +793,20 @@ mod tests {
             .collect();
         let ours: Vec<&str> = FIELDS.iter().map(|(_, k)| *k).collect();
         assert_eq!(keys, ours);
-        assert_eq!(read_event::<ActivityEvent>(&line), Some(e));
+        assert_eq!(read_event::<ActivityEvent>(&line), Some(e.clone()));
+
+        // A spent event, cleared, is the default one with its buffers; a line decoded into it
+        // is the line's event, and a shorter line leaves nothing of the longer one behind.
+        let mut spent = e.clone();
+        spent.clear();
+        assert_eq!(spent, ActivityEvent::default());
+        assert!(spent.cmdline.capacity() >= "a b".len());
+        decode_into(&line, &mut spent).unwrap();
+        assert_eq!(spent, e);
+        let short = br#"{"id":"j","type":"command","source":"native","timestamp":1700000000000000001,"comm":"sh"}"#;
+        spent.clear();
+        decode_into(short, &mut spent).unwrap();
+        assert_eq!(spent, serde(short).unwrap());
     }
 
     #[test]
