@@ -23,7 +23,8 @@ use schemas::id::Gather;
 use schemas::trace::kind;
 use schemas::{ActivityEvent, ActivityType, TraceRecord};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 
 const MS: i64 = 1_000_000;
@@ -263,6 +264,28 @@ struct TraceState {
     last_emit: i64,
 }
 
+impl TraceState {
+    /// When the record is due for emission once dirty: at once if it was never emitted (or
+    /// has news that must go at once), else `every` after its last emission.
+    fn due(&self, every: i64) -> i64 {
+        if self.last_emit == 0 {
+            i64::MIN
+        } else {
+            self.last_emit + every
+        }
+    }
+}
+
+/// Dirty traces by when they are due: (event time, trace id), earliest first.
+type DueQueue = BinaryHeap<Reverse<(i64, String)>>;
+
+/// Queues trace `id` as due `at` (unless the queue is to be rebuilt from `dirty` anyway).
+fn schedule(queue: &mut Option<DueQueue>, at: i64, id: &str) {
+    if let Some(q) = queue {
+        q.push(Reverse((at, id.to_string())));
+    }
+}
+
 /// The engine's whole state for one partition.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Engine {
@@ -283,6 +306,12 @@ pub struct Engine {
     traces: FxHashMap<String, TraceState>,
     /// Traces changed since their last emission (ordered: emission order is deterministic).
     dirty: std::collections::BTreeSet<String>,
+    /// The dirty traces by due time, so that `take_traces` (every chunk, with thousands of
+    /// sessions dirty) looks only at the due ones. An entry is pushed whenever a trace becomes
+    /// dirty or due sooner; one whose trace was emitted since, or is due later now, is dropped
+    /// when it comes up. Not in snapshots: rebuilt from `dirty` on first use (`None`).
+    #[serde(skip)]
+    due: Option<DueQueue>,
     /// Revision of the next emission.
     revision: u64,
     /// Events seen since the last sweep.
@@ -436,7 +465,13 @@ impl Engine {
                     k.capacity() + serde_json::to_vec(r).map(|v| v.len()).unwrap_or(0)
                 })
                 .sum::<usize>()
-            + self.dirty.iter().map(|d| d.capacity() + 32).sum::<usize>();
+            + self.dirty.iter().map(|d| d.capacity() + 32).sum::<usize>()
+            + self
+                .due
+                .iter()
+                .flatten()
+                .map(|Reverse((_, id))| id.capacity() + 32)
+                .sum::<usize>();
         procs + by_pid + waiting + held + pods + traces
     }
 
@@ -471,23 +506,44 @@ impl Engine {
         let now = self.now;
         // Sized once: records are large, and growing the vector would copy them (and fault
         // in fresh pages each time it doubles).
-        let mut out = Vec::with_capacity(self.dirty.len());
-        let mut emitted = Vec::with_capacity(self.dirty.len());
-        for id in &self.dirty {
-            let Some(t) = self.traces.get_mut(id) else {
-                emitted.push(id.clone());
+        let (dirty, traces) = (&self.dirty, &self.traces);
+        let queue = self.due.get_or_insert_with(|| {
+            dirty
+                .iter()
+                .map(|id| {
+                    let at = traces.get(id).map_or(i64::MIN, |t| t.due(every));
+                    Reverse((at, id.clone()))
+                })
+                .collect()
+        });
+        let mut ready: Vec<String> = if all {
+            queue.clear();
+            std::mem::take(&mut self.dirty).into_iter().collect()
+        } else {
+            let mut ready = Vec::new();
+            while queue.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                let Reverse((_, id)) = queue.pop().expect("peeked");
+                ready.push(id);
+            }
+            ready.sort_unstable();
+            ready.dedup();
+            ready
+        };
+        ready.retain(|id| all || self.dirty.contains(id));
+        let mut out = Vec::with_capacity(ready.len());
+        for id in ready {
+            let Some(t) = self.traces.get_mut(&id) else {
+                self.dirty.remove(&id);
                 continue;
             };
-            if all || t.last_emit == 0 || t.last_emit + every <= now {
+            if all || t.due(every) <= now {
                 self.revision += 1;
                 t.record.revision = self.revision;
                 t.last_emit = now.max(1);
                 out.push(t.record.clone());
-                emitted.push(id.clone());
+                self.dirty.remove(&id);
             }
-        }
-        for id in emitted {
-            self.dirty.remove(&id);
+            // Otherwise it was emitted and changed again since: its newer entry is queued.
         }
         out
     }
@@ -538,6 +594,7 @@ impl Engine {
                 // A merged origin is news: emit at once.
                 t.last_emit = 0;
                 self.dirty.insert(trace.clone());
+                schedule(&mut self.due, i64::MIN, &trace);
             }
             self.emit(merged, &link, out);
             if origin_kind != kind::EXEC {
@@ -605,6 +662,7 @@ impl Engine {
                 last_emit: 0,
             },
         );
+        schedule(&mut self.due, i64::MIN, &id);
         self.dirty.insert(id);
     }
 
@@ -1014,6 +1072,7 @@ impl Engine {
             }
             t.last_emit = 0;
             self.dirty.insert(trace.clone());
+            schedule(&mut self.due, i64::MIN, &trace);
         }
         // The accept itself belongs to the session it opened.
         let link = Link::trace(&trace, 0.9, "ssh accept just before the login shell");
@@ -1205,6 +1264,7 @@ impl Engine {
 
     fn count(&mut self, e: &ActivityEvent, link: &Link, delta: i64) {
         let now = self.now;
+        let every = self.cfg.trace_update_ms * MS;
         match link {
             Link::None => {}
             Link::Trace { id, confidence, .. } => {
@@ -1233,6 +1293,7 @@ impl Engine {
                     t.last_update = now;
                     if !self.dirty.contains(id) {
                         self.dirty.insert(id.clone());
+                        schedule(&mut self.due, t.due(every), id);
                     }
                 }
             }
@@ -1241,7 +1302,9 @@ impl Engine {
                     if let Some(t) = self.traces.get_mut(c) {
                         t.record.ambiguous = t.record.ambiguous.saturating_add_signed(delta);
                         t.last_update = now;
-                        self.dirty.insert(c.clone());
+                        if self.dirty.insert(c.clone()) {
+                            schedule(&mut self.due, t.due(every), c);
+                        }
                     }
                 }
             }
@@ -1409,5 +1472,88 @@ mod tests {
         e.exec_id.clear();
         e.pid = 0;
         assert_eq!(proc_key(&e), None);
+    }
+
+    /// Trace records go out at once when new, then at most every `trace_update_ms` of event
+    /// time while they change, in trace id order; a snapshot-restored engine (no due queue)
+    /// and `take_traces(true)` see the same dirty traces.
+    #[test]
+    fn trace_records_go_out_when_due_and_only_then() {
+        const S: i64 = 1_000_000_000;
+        let mut en = Engine::new(EngineConfig {
+            trace_update_ms: 30_000,
+            ..Default::default()
+        });
+        let command = |ts: i64| ActivityEvent {
+            kind: ActivityType::Command,
+            timestamp: ts,
+            ..Default::default()
+        };
+        let ids = |records: Vec<TraceRecord>| -> Vec<(String, u64)> {
+            records
+                .into_iter()
+                .map(|r| (r.trace_id, r.commands))
+                .collect()
+        };
+        en.now = 100 * S;
+        for id in ["b", "a", "c"] {
+            en.open_trace(TraceRecord {
+                trace_id: id.into(),
+                ..Default::default()
+            });
+        }
+        let opened = ids(en.take_traces(false));
+        assert_eq!(opened, [("a".into(), 0), ("b".into(), 0), ("c".into(), 0)]);
+        assert!(en.take_traces(false).is_empty(), "nothing changed");
+
+        // "a" changes at once, "c" later: each is due 30 s after its last emission.
+        en.count(&command(en.now), &Link::trace("a", 1.0, "t"), 1);
+        en.now = 110 * S;
+        en.count(&command(en.now), &Link::trace("c", 1.0, "t"), 1);
+        en.count(&command(en.now), &Link::trace("a", 1.0, "t"), 1);
+        en.now = 129 * S;
+        assert!(en.take_traces(false).is_empty(), "not due before 130 s");
+        en.now = 130 * S;
+        assert_eq!(
+            ids(en.take_traces(false)),
+            [("a".into(), 2), ("c".into(), 1)]
+        );
+
+        // A new trace goes out at once, and with it one changed since it was due.
+        en.count(&command(en.now), &Link::trace("b", 1.0, "t"), 1);
+        en.now = 131 * S;
+        en.open_trace(TraceRecord {
+            trace_id: "d".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            ids(en.take_traces(false)),
+            [("b".into(), 1), ("d".into(), 0)]
+        );
+        // "b" changes again (due at 161 s), "a" too (due at 160 s).
+        en.now = 140 * S;
+        en.count(&command(en.now), &Link::trace("b", 1.0, "t"), 1);
+        en.now = 160 * S;
+        en.count(&command(en.now), &Link::trace("a", 1.0, "t"), 1);
+
+        // Restored from a snapshot: the queue is rebuilt from the dirty set.
+        let mut restored: Engine =
+            serde_json::from_slice(&serde_json::to_vec(&en).unwrap()).unwrap();
+        restored.cfg = en.cfg.clone();
+        assert!(restored.due.is_none());
+        assert_eq!(ids(restored.take_traces(false)), [("a".into(), 3)]);
+        assert_eq!(ids(en.take_traces(false)), [("a".into(), 3)]);
+        en.now = 161 * S;
+        assert_eq!(ids(en.take_traces(false)), [("b".into(), 2)]);
+
+        en.count(&command(en.now), &Link::trace("a", 1.0, "t"), 1);
+        assert!(en.take_traces(false).is_empty(), "a is due at 190 s");
+        assert_eq!(ids(en.take_traces(true)), [("a".into(), 4)]);
+        assert!(en.dirty.is_empty());
+        en.now = 400 * S;
+        assert!(
+            en.take_traces(false).is_empty(),
+            "every entry left is stale"
+        );
     }
 }

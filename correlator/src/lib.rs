@@ -384,7 +384,7 @@ async fn snapshot_all(
 fn trace_message(traces: &[schemas::TraceRecord], topic: &str, partition: i32) -> Outgoing {
     let mut payload = Vec::new();
     for t in traces {
-        serde_json::to_writer(&mut payload, t).expect("a trace record serializes");
+        schemas::json::write(&mut payload, t).expect("a trace record serializes");
         payload.push(b'\n');
     }
     Outgoing {

@@ -58,3 +58,47 @@ pub struct TraceRecord {
     pub reason: String,
     pub revision: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The correlator writes records with [`crate::json::write`]: serde_json's bytes.
+    #[test]
+    fn records_are_written_as_serde_json_writes_them() {
+        let r = TraceRecord {
+            tenant: "t".into(),
+            trace_id: "0123abcd".into(),
+            kind: kind::EXEC.into(),
+            origin_id: "o".into(),
+            user: "alice \"admin\"".into(),
+            groups: vec!["system:masters".into(), "dev\tops".into()],
+            source_addresses: vec!["10.0.0.1".into()],
+            user_agent: "kubectl/v1.31.0 (linux/amd64)".into(),
+            cluster: "prod".into(),
+            namespace: "shop".into(),
+            pod: "web-0".into(),
+            container: "app".into(),
+            container_id: "abc".into(),
+            hostname: "node-1".into(),
+            command: "sh -c 'echo \\\\ok'".into(),
+            start: 1_700_000_000_000_000_000,
+            end: 1_700_000_001_000_000_000,
+            commands: 3,
+            connections: 2,
+            fileaccesses: 1,
+            ambiguous: 1,
+            confidence: 0.85,
+            reason: "exec-root: argv0+tty+time".into(),
+            revision: 7 << 20,
+        };
+        for r in [r, TraceRecord::default()] {
+            let mut ours = Vec::new();
+            crate::json::write(&mut ours, &r).unwrap();
+            assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json::to_string(&r).unwrap()
+            );
+        }
+    }
+}
