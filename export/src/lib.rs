@@ -18,11 +18,12 @@ use pipeline::ops::Readiness;
 use pipeline::shutdown::Shutdown;
 use pipeline::stage::{Emit, Emitted, PassThrough, StageConfig, open_message};
 use prometheus::{IntCounterVec, register_int_counter_vec};
+use rustc_hash::FxHashMap;
 use schemas::ActivityEvent;
 use schemas::filter::Expr;
 use schemas::topics::Topics;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -479,7 +480,9 @@ impl Exporter {
     fn plan(&self, events: &[ActivityEvent]) -> Plan {
         let routes = &self.inner.routes;
         let mut topics: Vec<String> = Vec::new();
-        let mut slots: HashMap<(usize, &str), usize> = HashMap::new();
+        // Looked up per event and export: a fast hash (the keys are ours, not an attacker's
+        // choice: a tenant is stamped by ingest from its token).
+        let mut slots: FxHashMap<(usize, &str), usize> = FxHashMap::default();
         let mut items = Vec::with_capacity(events.len() * routes.len());
         let mut filtered = vec![0u64; routes.len()];
         for (ei, e) in events.iter().enumerate() {
@@ -523,7 +526,7 @@ impl Exporter {
         out.reserve(plan.items.len());
         let mut counts = vec![0u64; routes.len()];
         // ndjson: the message being filled per (export, topic, partition).
-        let mut open: HashMap<(usize, usize, i32), usize> = HashMap::new();
+        let mut open: FxHashMap<(usize, usize, i32), usize> = FxHashMap::default();
         // Items come in event order: the cloud of the current event.
         let mut current: Option<(usize, &Cloud)> = None;
         for &(ei, ri, ti) in &plan.items {
