@@ -89,7 +89,9 @@ pub fn decode_line(line: &[u8]) -> Result<ActivityEvent, String> {
 }
 
 /// [`decode_line`] into `out`, a default event (a slot of the caller's vector: an event is
-/// over a kilobyte, and moving it costs). On an error `out` holds a partly decoded event.
+/// over a kilobyte, and moving it costs), or one made equal to it by
+/// [`ActivityEvent::clear`], whose string buffers it then fills. On an error `out` holds a
+/// partly decoded event.
 pub fn decode_line_into(line: &[u8], out: &mut ActivityEvent) -> Result<(), String> {
     crate::json::decode_into(line, out)
 }

@@ -304,8 +304,9 @@ where
     decode_into(line, &mut out).map(|()| out)
 }
 
-/// [`decode`] into `out`, which must be `T::default()` (a slot of the caller's vector: a
-/// large `T` is not moved). On an error `out` holds a partly decoded value.
+/// [`decode`] into `out`, which must equal `T::default()` (a slot of the caller's vector: a
+/// large `T` is not moved; a cleared one keeps its buffers, see [`FromValue::assign`]). On
+/// an error `out` holds a partly decoded value.
 pub fn decode_into<'a, T>(line: &'a [u8], out: &mut T) -> Result<(), String>
 where
     T: Fields<'a> + serde::Deserialize<'a>,
