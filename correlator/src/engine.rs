@@ -504,8 +504,6 @@ impl Engine {
     pub fn take_traces(&mut self, all: bool) -> Vec<TraceRecord> {
         let every = self.cfg.trace_update_ms * MS;
         let now = self.now;
-        // Sized once: records are large, and growing the vector would copy them (and fault
-        // in fresh pages each time it doubles).
         let (dirty, traces) = (&self.dirty, &self.traces);
         let queue = self.due.get_or_insert_with(|| {
             dirty
@@ -516,34 +514,35 @@ impl Engine {
                 })
                 .collect()
         });
-        let mut ready: Vec<String> = if all {
+        // The traces to emit, taken out of `dirty`, in id order.
+        let ready: Vec<String> = if all {
             queue.clear();
             std::mem::take(&mut self.dirty).into_iter().collect()
         } else {
             let mut ready = Vec::new();
             while queue.peek().is_some_and(|Reverse((at, _))| *at <= now) {
                 let Reverse((_, id)) = queue.pop().expect("peeked");
-                ready.push(id);
+                // An entry of a trace emitted since, or due later now (changed again after
+                // its emission: that change queued its own entry), is dropped.
+                let due = self.traces.get(&id).map_or(i64::MIN, |t| t.due(every));
+                if due <= now && self.dirty.remove(&id) {
+                    ready.push(id);
+                }
             }
             ready.sort_unstable();
-            ready.dedup();
             ready
         };
-        ready.retain(|id| all || self.dirty.contains(id));
+        // Sized once: records are large, and growing the vector would copy them (and fault
+        // in fresh pages each time it doubles).
         let mut out = Vec::with_capacity(ready.len());
         for id in ready {
-            let Some(t) = self.traces.get_mut(&id) else {
-                self.dirty.remove(&id);
-                continue;
-            };
-            if all || t.due(every) <= now {
+            // A trace swept away while dirty has nothing left to emit.
+            if let Some(t) = self.traces.get_mut(&id) {
                 self.revision += 1;
                 t.record.revision = self.revision;
                 t.last_emit = now.max(1);
                 out.push(t.record.clone());
-                self.dirty.remove(&id);
             }
-            // Otherwise it was emitted and changed again since: its newer entry is queued.
         }
         out
     }
@@ -1555,5 +1554,25 @@ mod tests {
             en.take_traces(false).is_empty(),
             "every entry left is stale"
         );
+
+        // News (as a merged origin brings) goes out at once; the entry its earlier change
+        // queued is then stale and must not emit the next change before that one is due.
+        en.open_trace(TraceRecord {
+            trace_id: "e".into(),
+            ..Default::default()
+        });
+        assert_eq!(ids(en.take_traces(false)), [("e".into(), 0)]);
+        en.now = 405 * S;
+        en.count(&command(en.now), &Link::trace("e", 1.0, "t"), 1);
+        en.now = 410 * S;
+        en.traces.get_mut("e").unwrap().last_emit = 0;
+        schedule(&mut en.due, i64::MIN, "e");
+        assert_eq!(ids(en.take_traces(false)), [("e".into(), 1)]);
+        en.now = 415 * S;
+        en.count(&command(en.now), &Link::trace("e", 1.0, "t"), 1);
+        en.now = 430 * S;
+        assert!(en.take_traces(false).is_empty(), "e is due at 440 s");
+        en.now = 440 * S;
+        assert_eq!(ids(en.take_traces(false)), [("e".into(), 2)]);
     }
 }
