@@ -9,7 +9,7 @@ pub mod scenarios;
 pub mod webdriver;
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,13 +42,32 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A free loopback port.
+/// A free loopback port for a server a test starts.
+///
+/// Chosen below the kernel's ephemeral range (`ip_local_port_range`), from a start that differs
+/// per process and call: a port from `bind(0)` is free only until the next outgoing connection
+/// of any process takes it as its local port, which under the full suite happens between
+/// choosing a port and a child service binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    static N: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 65_535);
+    let (first, span) = (10_000u32, low - 10_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .subsec_nanos();
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(nanos)
+        .wrapping_add(N.fetch_add(1, Ordering::Relaxed).wrapping_mul(7919));
+    (0..span)
+        .map(|i| (first + (seed.wrapping_add(i) % span)) as u16)
+        .find(|&p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        .expect("no free loopback port below the ephemeral range")
 }
 
 pub fn kafka_config() -> pipeline::config::KafkaConfig {
@@ -230,10 +249,6 @@ impl World {
                 &self.topics.correlator_state,
             )
             .env(
-                format!("{prefix}__OPS__LISTEN"),
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env(
                 format!("{prefix}__KAFKA__INSTANCE_ID"),
                 format!("{}-{prefix}", self.name),
             );
@@ -244,12 +259,41 @@ impl World {
         self.spawn_with(service, &[])
     }
 
-    /// Starts one service binary configured for this world, plus `extra` environment.
+    /// Starts one service binary configured for this world, plus `extra` environment, and waits
+    /// until it listens on its ports (ops, and HTTP and gRPC for ingest). A start that lost a
+    /// chosen port to another process is retried on new ports.
     pub fn spawn_with(&self, service: Service, extra: &[(&str, &str)]) -> Proc {
+        let log_path = self.dir.join(format!("{}.log", service.binary()));
+        for _ in 0..5 {
+            let logged = std::fs::metadata(&log_path).map_or(0, |m| m.len());
+            let mut proc = self.try_spawn(service, extra, &log_path);
+            let ports = [Some(proc.ops_port), proc.port, proc.grpc_port];
+            match wait_ports(&mut proc.child, ports.into_iter().flatten()) {
+                Ok(()) => return proc,
+                Err(status) => {
+                    let log = std::fs::read(&log_path).unwrap_or_default();
+                    let tail = String::from_utf8_lossy(&log[(logged as usize).min(log.len())..]);
+                    assert!(
+                        tail.contains("Address already in use"),
+                        "{} exited at start ({status}): {tail}",
+                        service.binary()
+                    );
+                }
+            }
+        }
+        panic!("{} found no free port in five tries", service.binary());
+    }
+
+    fn try_spawn(&self, service: Service, extra: &[(&str, &str)], log_path: &Path) -> Proc {
         let bin = bin_dir().join(service.binary());
         let mut cmd = Command::new(&bin);
         let prefix = service.env_prefix();
         self.topic_env(prefix, &mut cmd);
+        let ops_port = free_port();
+        cmd.env(
+            format!("{prefix}__OPS__LISTEN"),
+            format!("127.0.0.1:{ops_port}"),
+        );
         let mut port = None;
         let mut grpc_port = None;
         match service {
@@ -286,7 +330,7 @@ impl World {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join(format!("{}.log", service.binary())))
+            .open(log_path)
             .unwrap();
         cmd.env("RUST_LOG", "info,rdkafka=warn")
             .envs(extra.iter().copied())
@@ -295,15 +339,12 @@ impl World {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let proc = Proc {
+        Proc {
             child,
+            ops_port,
             port,
             grpc_port,
-        };
-        for p in [port, grpc_port].into_iter().flatten() {
-            wait_port(p, Duration::from_secs(30));
         }
-        proc
     }
 
     /// The whole pipeline: ingest, enricher, correlator, writer.
@@ -370,6 +411,8 @@ impl Service {
 #[derive(Debug)]
 pub struct Proc {
     pub child: Child,
+    /// Port of the ops endpoints (`/healthz`, `/readyz`, `/metrics`).
+    pub ops_port: u16,
     /// HTTP port, for services that serve HTTP.
     pub port: Option<u16>,
     /// gRPC port, for services that serve gRPC.
@@ -408,6 +451,28 @@ pub struct Pipeline {
     pub enricher: Proc,
     pub correlator: Proc,
     pub writer: Proc,
+}
+
+/// Waits until `child` listens on every one of `ports`; the child's exit status if it exits
+/// first.
+fn wait_ports(
+    child: &mut Child,
+    ports: impl IntoIterator<Item = u16>,
+) -> Result<(), std::process::ExitStatus> {
+    let start = Instant::now();
+    for port in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().expect("waiting for a child") {
+                return Err(status);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "port {port} did not open"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
 }
 
 fn wait_port(port: u16, timeout: Duration) {
@@ -581,15 +646,10 @@ pub async fn drain_stage_split(
     n: usize,
     extra: &[(&str, &str)],
 ) -> anyhow::Result<Drained> {
-    let port = free_port();
-    let prefix = service.env_prefix();
-    let listen = format!("127.0.0.1:{port}");
-    let var = format!("{prefix}__OPS__LISTEN");
     bin_dir(); // built before the clock starts
     let t0 = Instant::now();
-    let mut env = vec![(var.as_str(), listen.as_str())];
-    env.extend_from_slice(extra);
-    let mut proc = world.spawn_with(service, &env);
+    let mut proc = world.spawn_with(service, extra);
+    let listen = format!("127.0.0.1:{}", proc.ops_port);
     let pid = proc.child.id().to_string();
     let http = reqwest::Client::new();
     let stage = match service {
