@@ -111,6 +111,7 @@ impl proto::query_server::Query for QueryService {
                 prev: page.page.prev.unwrap_or_default(),
                 next: page.page.next.unwrap_or_default(),
                 total: page.page.total,
+                total_exact: page.page.total_exact,
             }),
         }))
     }

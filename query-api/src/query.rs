@@ -201,6 +201,9 @@ struct Cursor {
     /// The range's total when the first page was read: later pages do not count again.
     #[serde(rename = "n", default)]
     total: u64,
+    /// Whether `total` is the exact count (else: at least that many).
+    #[serde(rename = "x", default)]
+    total_exact: bool,
 }
 
 impl Cursor {
@@ -232,9 +235,19 @@ pub struct PageInfo {
     pub prev: Option<String>,
     /// Older entries; absent on the last page.
     pub next: Option<String>,
-    /// Entries in the whole range (as of the first page; later pages carry it on).
+    /// Entries in the whole range (as of the first page; later pages carry it on), counted up
+    /// to [`TOTAL_LIMIT`]: beyond it, `total` is the limit and `totalExact` is false.
     pub total: u64,
+    /// `total` is the exact count; false when the range holds more than [`TOTAL_LIMIT`]
+    /// entries (the histogram's totals count them all).
+    #[serde(rename = "totalExact")]
+    pub total_exact: bool,
 }
+
+/// Most entries a page's `total` counts. Counting every match of a broad filter over a long
+/// range means reading all of it, which a page otherwise never does (its keys come from the
+/// newest slice); like search engines' "10,000+ results", a page says "at least" beyond this.
+pub const TOTAL_LIMIT: u64 = 10_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EntriesPage {
@@ -329,14 +342,20 @@ pub async fn entries(
         }
         unreachable!("the last window is the whole range")
     };
-    // distinct ids: a replay or an earlier revision not merged yet is not counted twice
-    let total_sql = format!("SELECT uniqExact(id) AS n FROM events WHERE {range}");
-    let (mut keys, total) = match &cursor {
-        Some(c) => (keys.await?, c.total),
+    // Distinct ids (a replay or an earlier revision not merged yet is not counted twice), up
+    // to one more than the limit: reading stops there.
+    let total_sql = format!(
+        "SELECT count() AS n FROM (SELECT id FROM events WHERE {range} \
+         LIMIT 1 BY id LIMIT {})",
+        TOTAL_LIMIT + 1
+    );
+    let (mut keys, total, total_exact) = match &cursor {
+        Some(c) => (keys.await?, c.total, c.total_exact),
         None => {
             let total = async { Ok::<_, ApiError>(ch.query_rows::<Count>(&total_sql).await?) };
             let (keys, total) = tokio::try_join!(keys, total)?;
-            (keys, total.first().map_or(0, |c| c.n))
+            let n = total.first().map_or(0, |c| c.n);
+            (keys, n.min(TOTAL_LIMIT), n <= TOTAL_LIMIT)
         }
     };
     let more = keys.len() > limit as usize;
@@ -366,6 +385,7 @@ pub async fn entries(
             direction,
             selection: digest.clone(),
             total,
+            total_exact,
         }
         .encode()
     };
@@ -382,7 +402,12 @@ pub async fn entries(
     };
     Ok(EntriesPage {
         data,
-        page: PageInfo { prev, next, total },
+        page: PageInfo {
+            prev,
+            next,
+            total,
+            total_exact,
+        },
     })
 }
 
@@ -1100,6 +1125,7 @@ mod tests {
             direction: Direction::Newer,
             selection: "abc".into(),
             total: 7,
+            total_exact: true,
         };
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         assert!(Cursor::decode("not-a-cursor").is_err());

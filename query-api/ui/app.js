@@ -338,7 +338,10 @@ async function loadPage(first) {
     if (!first) params.push(['cursor', next]);
     params.push(['limit', '100']);
     const page = await api('/entries', params);
-    if (first) $('total').textContent = `${page.page.total.toLocaleString()} entries`;
+    if (first) {
+      const more = page.page.totalExact === false ? '+' : '';
+      $('total').textContent = `${page.page.total.toLocaleString()}${more} entries`;
+    }
     for (const e of page.data) $('rows').append(row(e));
     next = page.page.next || null;
     $('more').textContent = next ? 'Scroll for more' : ($('rows').children.length ? 'End of range' : 'No activity matches');

@@ -1328,3 +1328,78 @@ tenant = "tenant-b"
     );
     shutdown.cancel();
 }
+
+/// A page's total counts distinct entries up to `TOTAL_LIMIT` and says when there are more; a
+/// replay is not counted twice, and later pages carry the first page's total on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_totals_count_up_to_the_limit_and_say_when_there_are_more() {
+    let world = World::new(1).await;
+    let ch = world.clickhouse();
+    let limit = query_api::query::TOTAL_LIMIT as usize;
+    let mine = dataset(43, limit + 1, &world.tenant, T0);
+    integration_tests::insert_events(&ch, &mine).await;
+    // A replay of all but the newest: exactly the limit distinct, were it counted once each.
+    integration_tests::insert_events(&ch, &mine[..limit]).await;
+    let shutdown = pipeline::shutdown::Shutdown::new();
+    let bound = world
+        .start_query_api(
+            &format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
+            shutdown.clone(),
+        )
+        .await;
+    let api = Api::new(bound.http);
+    let newest = mine.iter().map(|e| e.timestamp).max().unwrap();
+
+    // The whole range: one more than the limit.
+    let b = api.ok("q", "/entries", &[("limit", "10")]).await;
+    assert_eq!(b["page"]["total"], limit as u64);
+    assert_eq!(b["page"]["totalExact"], false, "{}", b["page"]);
+    let next = b["page"]["next"].as_str().unwrap().to_string();
+    let b2 = api
+        .ok("q", "/entries", &[("limit", "10"), ("cursor", &next)])
+        .await;
+    assert_eq!(
+        (&b2["page"]["total"], &b2["page"]["totalExact"]),
+        (&Value::from(limit as u64), &Value::Bool(false))
+    );
+
+    // Without the newest entry: exactly the limit, each replayed once, counted once.
+    let to = newest.to_string();
+    let b = api
+        .ok(
+            "q",
+            "/entries",
+            &[("from", "0"), ("to", &to), ("limit", "10")],
+        )
+        .await;
+    let want = mine.iter().filter(|e| e.timestamp < newest).count() as u64;
+    assert_eq!(want, limit as u64, "one newest entry");
+    assert_eq!(
+        (&b["page"]["total"], &b["page"]["totalExact"]),
+        (&Value::from(want), &Value::Bool(true))
+    );
+
+    // gRPC says the same.
+    let mut grpc = proto::query_client::QueryClient::connect(format!("http://{}", bound.grpc))
+        .await
+        .unwrap();
+    let r = grpc
+        .list_entries(authed(
+            "q",
+            proto::ListEntriesRequest {
+                selection: Some(proto::Selection {
+                    from: 0,
+                    to: newest + 1,
+                    ..Default::default()
+                }),
+                cursor: String::new(),
+                limit: 10,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let page = r.page.unwrap();
+    assert_eq!((page.total, page.total_exact), (limit as u64, false));
+    shutdown.cancel();
+}

@@ -295,7 +295,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 let page = client.json("/entries", &p).await?;
                 if cursor.is_none() && cli.output == Output::Table {
-                    eprintln!("{} entries in range", page["page"]["total"]);
+                    let more = if page["page"]["totalExact"] == false {
+                        "more than "
+                    } else {
+                        ""
+                    };
+                    eprintln!("{more}{} entries in range", page["page"]["total"]);
                 }
                 for e in page["data"].as_array().into_iter().flatten() {
                     print_entry(&mut out, cli.output, e, 0)?;

@@ -341,13 +341,13 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// How a page ran its statements: the key probes (`SELECT timestamp, id …`) one after another
-/// beside the total (`uniqExact`), then the rows of the keys.
+/// beside the total (`SELECT count() AS n …`), then the rows of the keys.
 fn page_plan(statements: &[String]) -> Vec<Vec<Vec<usize>>> {
     let (mut probes, mut total, mut rows) = (Vec::new(), Vec::new(), Vec::new());
     for (i, s) in statements.iter().enumerate() {
         if s.starts_with("SELECT timestamp, id") {
             probes.push(i);
-        } else if s.contains("uniqExact(id)") {
+        } else if s.starts_with("SELECT count() AS n") {
             total.push(i);
         } else {
             rows.push(i);
