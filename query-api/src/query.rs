@@ -7,9 +7,11 @@
 //! second row until ClickHouse merges it away. Entries are never shown twice: pages pick their
 //! keys with `LIMIT 1 BY (timestamp, id)` and read the latest revision of each
 //! (`ORDER BY revision DESC LIMIT 1 BY id`: what a merge keeps, without `FINAL`'s cost on
-//! 18.16); page totals count distinct ids. The frequency graph, groups and values
-//! count rows without `FINAL` (a merge-time collapse over the whole range costs 3–6x on
-//! ClickHouse 18.16), so they may include such a row until ClickHouse merges it.
+//! 18.16); page totals count distinct ids (up to [`TOTAL_LIMIT`]). The frequency graph, groups
+//! and values count rows without `FINAL` (a merge-time collapse over the whole range costs
+//! 3–6x on ClickHouse 18.16), so they may include such a row until ClickHouse merges it; the
+//! frequency graph's whole hours served from the hourly counts (`store::rollup`) count each
+//! event once.
 
 use crate::auth::{Principal, permission_of};
 use crate::error::ApiError;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use store::ClickHouse;
+use store::rollup::HOUR;
 use store::sql::quote;
 
 /// Which entries a request is about.
@@ -536,6 +539,15 @@ struct BucketRow {
     n: u64,
 }
 
+/// `[start, end)` ranges of `column` as one SQL condition.
+fn time_ranges(column: &str, ranges: &[(i64, i64)]) -> String {
+    let parts: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| format!("({column} >= {a} AND {column} < {b})"))
+        .collect();
+    parts.join(" OR ")
+}
+
 /// Counts per data source per time bucket: the frequency graph.
 pub async fn histogram(
     ch: &ClickHouse,
@@ -559,12 +571,72 @@ pub async fn histogram(
     let scoped = Scoped { who, sel: &sel };
     let types = scoped.types()?;
     let conds = scoped.conditions()?;
-    let rows = ch
-        .query_rows::<BucketRow>(&format!(
+    // Whole hours whose hourly counts are current come from the rollup when buckets are whole
+    // hours and every filter is on the columns it keeps; the rest of the range from `events`.
+    let rolled = bucket % HOUR == 0
+        && [&who.scope, &sel.scope, &sel.filter]
+            .into_iter()
+            .flatten()
+            .all(store::rollup::covers);
+    let (h0, h1) = (
+        from.div_euclid(HOUR) * HOUR + if from % HOUR == 0 { 0 } else { HOUR },
+        to.div_euclid(HOUR) * HOUR,
+    );
+    let clean = if rolled && h1 > h0 {
+        store::rollup::runs(&store::rollup::clean_hours(ch, &who.tenant, h0, h1).await?)
+    } else {
+        Vec::new()
+    };
+    let scan = async {
+        let mut gaps = Vec::new();
+        let mut start = from;
+        for &(a, b) in &clean {
+            if a > start {
+                gaps.push((start, a));
+            }
+            start = b;
+        }
+        if start < to {
+            gaps.push((start, to));
+        }
+        if gaps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let within = if clean.is_empty() {
+            String::new()
+        } else {
+            format!(" AND ({})", time_ranges("timestamp", &gaps))
+        };
+        ch.query_rows::<BucketRow>(&format!(
             "SELECT intDiv(timestamp, {bucket}) * {bucket} AS t, toString(type) AS type, count() AS n \
-             FROM events WHERE {conds} GROUP BY t, type ORDER BY t"
+             FROM events WHERE {conds}{within} GROUP BY t, type ORDER BY t"
         ))
-        .await?;
+        .await
+    };
+    let rollup = async {
+        if clean.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unbounded = Selection {
+            from: None,
+            to: None,
+            ..sel.clone()
+        };
+        let conds = Scoped {
+            who,
+            sel: &unbounded,
+        }
+        .conditions()
+        .expect("the same selection gave conditions above");
+        ch.query_rows::<BucketRow>(&format!(
+            "SELECT intDiv(hour, {bucket}) * {bucket} AS t, toString(type) AS type, sum(n) AS n \
+             FROM events_hourly FINAL WHERE {conds} AND ({}) GROUP BY t, type ORDER BY t",
+            time_ranges("hour", &clean)
+        ))
+        .await
+    };
+    let (scanned, rolled_up) = tokio::try_join!(scan, rollup)?;
+    let rows = scanned.into_iter().chain(rolled_up);
     let first = from.div_euclid(bucket) * bucket;
     let n = ((to - 1 - first).div_euclid(bucket) + 1).max(1) as usize;
     let buckets: Vec<i64> = (0..n as i64).map(|i| first + i * bucket).collect();

@@ -20,6 +20,7 @@ pub mod filter;
 pub mod metrics;
 pub mod migrations;
 pub mod read;
+pub mod rollup;
 pub mod row;
 pub mod sql;
 pub mod writer;

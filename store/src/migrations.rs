@@ -200,6 +200,61 @@ fn events_by_id(l: &Layout) -> String {
     )
 }
 
+/// Hourly counts by the rollup's dimensions (`crate::rollup`): one row per tenant, hour and
+/// combination, the latest computation (`computed`, the mark it covered) replacing earlier
+/// ones; the marks of hours the writer changed; and the mark each hour's computation covered.
+fn rollup_tables(f: Features, l: &Layout) -> Vec<Step> {
+    let lc = column_type("LC", f);
+    let dims: Vec<String> = crate::rollup::DIMENSIONS
+        .iter()
+        .map(|d| {
+            let c = COLUMNS.iter().find(|c| c.name == *d).expect("a column");
+            format!("{d} {}", column_type(c.ch_type, f))
+        })
+        .collect();
+    let counts = format!(
+        "CREATE TABLE IF NOT EXISTS {}{} (\n\
+         tenant {lc}, hour Int64, {}, n UInt64, computed UInt32\n\
+         ) ENGINE = {}\n\
+         PARTITION BY toYYYYMM(toDateTime(intDiv(hour, 1000000000)))\n\
+         ORDER BY (tenant, hour, {})",
+        l.data("events_hourly"),
+        l.on_cluster(),
+        dims.join(", "),
+        l.engine("events_hourly", "Replacing", "computed"),
+        crate::rollup::DIMENSIONS.join(", "),
+    );
+    let marks = format!(
+        "CREATE TABLE IF NOT EXISTS {}{} (\n\
+         tenant {lc}, hour Int64, marked DateTime DEFAULT now()\n\
+         ) ENGINE = {} ORDER BY (tenant, hour)",
+        l.data("events_hourly_marks"),
+        l.on_cluster(),
+        l.engine("events_hourly_marks", "Replacing", "marked"),
+    );
+    let done = format!(
+        "CREATE TABLE IF NOT EXISTS {}{} (\n\
+         tenant {lc}, hour Int64, covered UInt32\n\
+         ) ENGINE = {} ORDER BY (tenant, hour)",
+        l.data("events_hourly_done"),
+        l.on_cluster(),
+        l.engine("events_hourly_done", "Replacing", "covered"),
+    );
+    let mut steps = l.table("events_hourly", counts, ROLLUP_SHARDING);
+    steps.extend(l.table("events_hourly_marks", marks, ROLLUP_SHARDING));
+    steps.extend(l.table("events_hourly_done", done, ROLLUP_SHARDING));
+    // Hours that hold rows from before this migration are due for their first computation.
+    steps.push(Step::Sql(format!(
+        "INSERT INTO events_hourly_marks (tenant, hour) \
+         SELECT DISTINCT tenant, intDiv(timestamp, {h}) * {h} FROM events",
+        h = crate::rollup::HOUR
+    )));
+    steps
+}
+
+/// Every row of an hour's counts, its marks and its computations on one shard.
+const ROLLUP_SHARDING: &str = "cityHash64(tenant, hour)";
+
 /// All migrations, oldest first.
 pub fn all(f: Features, l: &Layout) -> Vec<Migration> {
     vec![
@@ -244,6 +299,11 @@ pub fn all(f: Features, l: &Layout) -> Vec<Migration> {
                 Step::AddEventsColumn("pod_labels"),
                 Step::AddEventsColumn("namespace_labels"),
             ],
+        },
+        Migration {
+            version: 7,
+            name: "hourly counts",
+            steps: rollup_tables(f, l),
         },
     ]
 }

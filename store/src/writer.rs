@@ -56,6 +56,11 @@ pub struct WriterConfig {
     pub batch_bytes: usize,
     /// Flush at least this often, milliseconds.
     pub flush_interval_ms: u64,
+    /// How often the hourly counts of changed hours are recomputed, milliseconds (0: never,
+    /// for writers beside one that does).
+    pub rollup_interval_ms: u64,
+    /// How long an hour's latest change must be past before its counts are computed, seconds.
+    pub rollup_settle_s: u32,
     /// Topic settings `activity-audit-writer --setup` creates the topics with.
     pub topic_setup: pipeline::kafka::TopicSetup,
     pub ops: OpsConfig,
@@ -71,6 +76,8 @@ impl Default for WriterConfig {
             batch_rows: 100_000,
             batch_bytes: 64 << 20,
             flush_interval_ms: 1000,
+            rollup_interval_ms: 30_000,
+            rollup_settle_s: 60,
             topic_setup: Default::default(),
             ops: OpsConfig::on_port(9459),
         }
@@ -175,6 +182,14 @@ pub async fn run(cfg: WriterConfig, ready: Readiness, shutdown: Shutdown) -> any
         &cfg.group,
         &[&cfg.topics.events, &cfg.topics.traces],
     )?;
+    if cfg.rollup_interval_ms > 0 {
+        tokio::spawn(crate::rollup::run(
+            ch.clone(),
+            Duration::from_millis(cfg.rollup_interval_ms),
+            cfg.rollup_settle_s,
+            shutdown.clone(),
+        ));
+    }
     ready.set(true);
     tracing::info!(topic = %cfg.topics.events, database = ch.database(), "writer started");
     let columns = names();
@@ -363,6 +378,18 @@ async fn flush(
                 return false;
             }
         }
+    }
+    // The hours the rows went into are due for their counts again (`crate::rollup`); after the
+    // insert, before the commit.
+    let hours = crate::rollup::touched_hours(&batch.body, &batch.row_ends);
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = crate::rollup::mark(ch, &hours).await {
+        tracing::warn!(error = %e, "marking changed hours failed, retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     for (row, err) in rejected {
         ROWS_REJECTED.inc();

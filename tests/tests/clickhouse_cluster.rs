@@ -28,7 +28,7 @@ async fn the_cluster_layout_stores_and_serves_events() {
         ..Default::default()
     });
     let applied = store::migrations::apply(&ch).await.unwrap();
-    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(applied, vec![1, 2, 3, 4, 5, 6, 7]);
     assert!(
         store::migrations::apply(&ch).await.unwrap().is_empty(),
         "idempotent"

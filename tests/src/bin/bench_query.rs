@@ -56,6 +56,15 @@ async fn main() -> anyhow::Result<()> {
         println!("reusing {db}: {loaded} events");
         store::migrations::apply(&ch).await?;
     }
+    // The writer's rollup pass, at once (no settle time): hours not yet computed.
+    let t = Instant::now();
+    let hours = store::rollup::roll_up(&ch, 0, 0).await?;
+    if hours > 0 {
+        println!(
+            "hourly counts: {hours} hours computed in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let end: i64 = ch
         .query_text(&format!(
             "SELECT max(timestamp) FROM events WHERE tenant = '{TENANT}'"
@@ -136,11 +145,11 @@ async fn main() -> anyhow::Result<()> {
     // (name, token, path, params, plan): the plan says how the API ran its statements, by
     // their order in the log: stages one after the other; in a stage, lanes in parallel; in
     // a lane, statements one after the other. The direct run replays exactly that.
-    type Plan = &'static [&'static [&'static [usize]]];
     type Case<'a> = (&'a str, &'a str, String, Vec<(&'a str, &'a str)>, Plan);
     // a page: key probes one after another beside the total, then the rows (`page_plan`)
-    let page: Plan = &[];
-    let one: Plan = &[&[&[0]]];
+    let page = Plan::Page;
+    let one = Plan::Fixed(&[&[&[0]]]);
+    let histogram = Plan::Histogram;
     let cases: Vec<Case> = vec![
         (
             "page, last 1 h, no filter",
@@ -189,14 +198,14 @@ async fn main() -> anyhow::Result<()> {
             "admin",
             "/histogram".into(),
             vec![("from", &h24), ("to", &to)],
-            one,
+            histogram,
         ),
         (
             "histogram, 7 d, filtered",
             "admin",
             "/histogram".into(),
             vec![("from", &d7), ("to", &to), ("filter", shop)],
-            one,
+            histogram,
         ),
         (
             "groups, 24 h",
@@ -217,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
             "admin",
             format!("/entries/{in_session}"),
             vec![],
-            &[&[&[0]], &[&[1]]],
+            Plan::Fixed(&[&[&[0]], &[&[1]]]),
         ),
         (
             "trace",
@@ -225,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
             format!("/entries/{in_session}/trace"),
             vec![],
             // entry (locate, read), record, then members ‖ ambiguous ‖ origin (locate, read)
-            &[&[&[0]], &[&[1]], &[&[2]], &[&[3], &[4], &[5, 6]]],
+            Plan::Fixed(&[&[&[0]], &[&[1]], &[&[2]], &[&[3], &[4], &[5, 6]]]),
         ),
     ];
 
@@ -258,12 +267,13 @@ async fn main() -> anyhow::Result<()> {
         log.lock().unwrap().clear();
         call().await?;
         let statements = std::mem::take(&mut *log.lock().unwrap());
-        let plan: Vec<Vec<Vec<usize>>> = if plan.is_empty() {
-            page_plan(&statements)
-        } else {
-            plan.iter()
+        let plan: Vec<Vec<Vec<usize>>> = match plan {
+            Plan::Page => page_plan(&statements),
+            Plan::Histogram => histogram_plan(&statements),
+            Plan::Fixed(p) => p
+                .iter()
                 .map(|s| s.iter().map(|l| l.to_vec()).collect())
-                .collect()
+                .collect(),
         };
         let planned = plan.iter().flatten().map(Vec::len).sum::<usize>();
         anyhow::ensure!(
@@ -340,6 +350,26 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the API ran an endpoint's statements: stages one after the other; in a stage, lanes in
+/// parallel; in a lane, statements one after the other.
+#[derive(Clone, Copy)]
+enum Plan {
+    Fixed(&'static [&'static [&'static [usize]]]),
+    /// See [`page_plan`].
+    Page,
+    /// See [`histogram_plan`].
+    Histogram,
+}
+
+/// How a histogram ran its statements: one scan; or the current hours of the hourly counts
+/// (`SELECT hour …`), then the scan of the rest beside the read of the counts.
+fn histogram_plan(statements: &[String]) -> Vec<Vec<Vec<usize>>> {
+    match statements.len() {
+        1 => vec![vec![vec![0]]],
+        n => vec![vec![vec![0]], (1..n).map(|i| vec![i]).collect()],
+    }
+}
+
 /// How a page ran its statements: the key probes (`SELECT timestamp, id …`) one after another
 /// beside the total (`SELECT count() AS n …`), then the rows of the keys.
 fn page_plan(statements: &[String]) -> Vec<Vec<Vec<usize>>> {
@@ -387,6 +417,7 @@ async fn load(ch: &store::ClickHouse, n: usize, days: i64) -> anyhow::Result<()>
     const CHUNK: usize = 250_000;
     for chunk_start in (0..n).step_by(CHUNK) {
         let mut body = Vec::with_capacity(CHUNK * 450);
+        let mut ends = Vec::with_capacity(CHUNK);
         for i in chunk_start..(chunk_start + CHUNK).min(n) {
             let ts = start + i as i64 * step + rng.below(step.max(1) as u64) as i64;
             let mut e = generator::event(&mut rng, ts);
@@ -441,8 +472,12 @@ async fn load(ch: &store::ClickHouse, n: usize, days: i64) -> anyhow::Result<()>
                 bench_i += 1;
             }
             store::row::write_row(&mut body, &e);
+            ends.push(body.len());
         }
+        // The hours written are marked as the writer marks them.
+        let hours = store::rollup::touched_hours(&body, &ends);
         ch.insert_rowbinary("events", &columns, body.into()).await?;
+        store::rollup::mark(ch, &hours).await?;
         eprint!("\rloaded {} events", (chunk_start + CHUNK).min(n));
     }
     traces.extend(session);
