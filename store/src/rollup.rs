@@ -113,6 +113,14 @@ struct Due {
     m: u32,
 }
 
+/// The server's clock, unix seconds: what marks are stamped with.
+async fn server_now(ch: &ClickHouse) -> Result<u32, StoreError> {
+    let t = ch.query_text("SELECT toUInt32(now())").await?;
+    t.trim()
+        .parse()
+        .map_err(|_| StoreError::Decode(format!("now() {t:?}")))
+}
+
 /// Recomputes the counts of every hour marked since its last computation, if its latest
 /// mark is at least `settle_s` old; marks older than `since` (unix seconds) are not looked at.
 /// Returns the hours computed.
@@ -156,13 +164,16 @@ pub async fn run(
 ) {
     // The first pass looks at every mark; later ones at marks since shortly before the last
     // pass began (a mark is due only once it is `settle_s` old).
+    // The server's clock, which stamps the marks, decides.
     let mut since = 0u32;
     loop {
-        let started = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32);
-        match roll_up(&ch, settle_s, since).await {
-            Ok(n) => {
+        let pass = async {
+            let started = server_now(&ch).await?;
+            let n = roll_up(&ch, settle_s, since).await?;
+            Ok::<_, StoreError>((started, n))
+        };
+        match pass.await {
+            Ok((started, n)) => {
                 if n > 0 {
                     tracing::debug!(hours = n, "hourly counts computed");
                 }
