@@ -234,6 +234,16 @@ impl World {
             .0
     }
 
+    /// [`World::start_query_api`] with one token, `q`, for this world's tenant (every data
+    /// source, no team scope).
+    pub async fn start_tenant_query_api(
+        &self,
+        shutdown: pipeline::shutdown::Shutdown,
+    ) -> query_api::Bound {
+        let tokens = format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", self.tenant);
+        self.start_query_api(&tokens, shutdown).await
+    }
+
     fn topic_env(&self, prefix: &str, cmd: &mut Command) {
         cmd.env(format!("{prefix}__KAFKA__BROKERS"), &self.brokers)
             .env(format!("{prefix}__TOPICS__RAW"), &self.topics.raw)

@@ -259,12 +259,7 @@ async fn search_paging_operators_and_every_endpoint() {
     integration_tests::insert_events(&ch, &mine).await; // a replay: shown once
     integration_tests::insert_events(&ch, &theirs).await;
     let shutdown = pipeline::shutdown::Shutdown::new();
-    let bound = world
-        .start_query_api(
-            &format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
-            shutdown.clone(),
-        )
-        .await;
+    let bound = world.start_tenant_query_api(shutdown.clone()).await;
     let api = Api::new(bound.http);
 
     // Authentication on every endpoint.
@@ -1341,12 +1336,7 @@ async fn page_totals_count_up_to_the_limit_and_say_when_there_are_more() {
     // A replay of all but the newest: exactly the limit distinct, were it counted once each.
     integration_tests::insert_events(&ch, &mine[..limit]).await;
     let shutdown = pipeline::shutdown::Shutdown::new();
-    let bound = world
-        .start_query_api(
-            &format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
-            shutdown.clone(),
-        )
-        .await;
+    let bound = world.start_tenant_query_api(shutdown.clone()).await;
     let api = Api::new(bound.http);
     let newest = mine.iter().map(|e| e.timestamp).max().unwrap();
 

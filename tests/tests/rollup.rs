@@ -121,10 +121,7 @@ async fn hourly_counts_answer_whole_hours_exactly_and_never_stale() {
     wait_clean(&world, &hours).await;
 
     let addr = world
-        .start_query_api(
-            &format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
-            pipeline::shutdown::Shutdown::new(),
-        )
+        .start_tenant_query_api(pipeline::shutdown::Shutdown::new())
         .await
         .http;
     let http = reqwest::Client::new();

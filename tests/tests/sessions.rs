@@ -123,10 +123,7 @@ async fn an_exec_session_comes_out_as_one_trace_naming_its_user() {
 
     // The query API returns the whole session from any of its entries.
     let addr = world
-        .start_query_api(
-            &format!("[[token]]\ntoken = \"q\"\ntenant = \"{}\"\n", world.tenant),
-            pipeline::shutdown::Shutdown::new(),
-        )
+        .start_tenant_query_api(pipeline::shutdown::Shutdown::new())
         .await
         .http;
     let cat = labelled
