@@ -578,8 +578,10 @@ pub async fn histogram(
             .into_iter()
             .flatten()
             .all(store::rollup::covers);
+    // The whole hours in the range: the first hour boundary at or after `from`, the last one
+    // at or before `to`.
     let (h0, h1) = (
-        from.div_euclid(HOUR) * HOUR + if from % HOUR == 0 { 0 } else { HOUR },
+        (from + HOUR - 1).div_euclid(HOUR) * HOUR,
         to.div_euclid(HOUR) * HOUR,
     );
     let clean = if rolled && h1 > h0 {
@@ -613,21 +615,22 @@ pub async fn histogram(
         ))
         .await
     };
+    // The same conditions without the time range: the counts are bounded by their hours.
+    let unbounded = Selection {
+        from: None,
+        to: None,
+        ..sel.clone()
+    };
+    let hourly_conds = Scoped {
+        who,
+        sel: &unbounded,
+    }
+    .conditions()?;
     let rollup = async {
         if clean.is_empty() {
             return Ok(Vec::new());
         }
-        let unbounded = Selection {
-            from: None,
-            to: None,
-            ..sel.clone()
-        };
-        let conds = Scoped {
-            who,
-            sel: &unbounded,
-        }
-        .conditions()
-        .expect("the same selection gave conditions above");
+        let conds = &hourly_conds;
         ch.query_rows::<BucketRow>(&format!(
             "SELECT intDiv(hour, {bucket}) * {bucket} AS t, toString(type) AS type, sum(n) AS n \
              FROM events_hourly FINAL WHERE {conds} AND ({}) GROUP BY t, type ORDER BY t",

@@ -48,6 +48,10 @@ pub fn covers(e: &Expr) -> bool {
 /// The (tenant, hour) of every row of a RowBinary `events` body (`row_ends`: each row's end),
 /// distinct. Reads the row's leading columns: tenant (string), type (one byte), timestamp.
 pub fn touched_hours(body: &[u8], row_ends: &[usize]) -> Vec<(String, i64)> {
+    // Batches run in order of arrival, so a row mostly shares the previous row's hour: that
+    // check first, the set of those seen (many tenants) second.
+    let mut seen: std::collections::HashSet<(&[u8], i64)> = std::collections::HashSet::new();
+    let mut last: Option<(&[u8], i64)> = None;
     let mut out: Vec<(String, i64)> = Vec::new();
     let mut start = 0;
     for &end in row_ends {
@@ -61,10 +65,11 @@ pub fn touched_hours(body: &[u8], row_ends: &[usize]) -> Vec<(String, i64)> {
         };
         let ts = i64::from_le_bytes(ts.try_into().expect("8 bytes"));
         let hour = ts.div_euclid(HOUR) * HOUR;
-        if !out
-            .iter()
-            .any(|(t, h)| *h == hour && t.as_bytes() == tenant)
-        {
+        if last == Some((tenant, hour)) {
+            continue;
+        }
+        last = Some((tenant, hour));
+        if seen.insert((tenant, hour)) {
             out.push((String::from_utf8_lossy(tenant).into_owned(), hour));
         }
     }
